@@ -18,8 +18,9 @@ from .model.layers import (BinaryConv2d, BinaryDense, Clip, FixedPointQuantizer,
 
 __all__ = ["check_input", "quantize", "forward", "predict"]
 
-#: Images per internal batch: keeps the im2col matrices of CNV within a few hundred MB.
-CHUNK = 64
+#: Bytes of im2col matrix per internal batch: large enough for efficient BLAS calls, small
+#: enough to stay in memory (CNV: 64 images; LFC: thousands).
+CHUNK_BYTES = 1 << 27
 
 _EXACT_FLOAT32 = 1 << 24
 
@@ -66,7 +67,8 @@ def _matmul_exact(a, w_rows, bound):
     """``a @ w_rows.T`` exactly, for integer operands whose |partial sums| stay below ``bound``."""
     dtype = np.float32 if bound < _EXACT_FLOAT32 else np.float64
     out = a.astype(dtype, copy=False) @ w_rows.astype(dtype).T
-    return np.rint(out).astype(np.int64)
+    # The products are exact integers already; the cast only changes the representation.
+    return out.astype(np.int64)
 
 
 def _weight_rows(layer):
@@ -107,7 +109,10 @@ def _binary_dense(layer, act):
 
 def _threshold(layer, v):
     t, neg = layer.thresholds, layer.negate
-    return np.where(neg, v <= t, v >= t).astype(np.uint8)
+    fires = v >= t
+    if neg.any():
+        fires = np.where(neg, v <= t, fires)
+    return fires.view(np.uint8)
 
 
 def _maxpool(layer, bits):
@@ -120,8 +125,11 @@ def _channels_first(a):
     return np.moveaxis(a, -1, 1) if a.ndim == 4 else a
 
 
+_PM1 = np.array([-1, 1], np.float32)
+
+
 def _pm1(bits):
-    return bits.astype(np.float32) * 2 - 1
+    return _PM1[bits]
 
 
 def _forward_chunk(net, raw, trace):
@@ -164,6 +172,16 @@ def _forward_chunk(net, raw, trace):
     return scores, traces
 
 
+def _chunk_images(net):
+    """Images per internal batch, from the largest per-image operand of any layer."""
+    largest = 1
+    for info in net.infos:
+        k = info.fan_in or 1
+        largest = max(largest, int(np.prod(info.output_shape[1:] or (1,))) * k * 4,
+                      int(np.prod(info.output_shape)) * 8)
+    return int(min(512, max(16, CHUNK_BYTES // largest)))
+
+
 def forward(net, x, trace=False):
     """Run ``net`` on raw input bytes ``x``.
 
@@ -186,8 +204,9 @@ def forward(net, x, trace=False):
     """
     raw = check_input(net, x)
     parts, trace_parts = [], []
-    for start in range(0, raw.shape[0], CHUNK):
-        scores, traces = _forward_chunk(net, raw[start:start + CHUNK], trace)
+    chunk = _chunk_images(net)
+    for start in range(0, raw.shape[0], chunk):
+        scores, traces = _forward_chunk(net, raw[start:start + chunk], trace)
         parts.append(scores)
         trace_parts.append(traces)
     scores = np.concatenate(parts)

@@ -1,0 +1,237 @@
+"""The ``bnnhw`` command line: a thin front end that parses, calls the library and prints.
+
+Every command exits non-zero with a one-line ``bnnhw: error: ...`` on bad input and leaves no
+partial output file behind (outputs are written to a temporary file and renamed).
+"""
+
+import argparse
+import gzip
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BnnhwError, InputError
+
+__all__ = ["main"]
+
+
+# -- helpers shared by the commands ---------------------------------------------------------------
+
+def _load_model(path):
+    from .model import load_model
+    return load_model(path)
+
+
+def load_input(path):
+    """Read an input ``.npy`` file (uint8 raw bytes) with one-line errors."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input file {str(path)!r} does not exist")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(f"input file {str(path)!r} is not a readable .npy array ({e})") from None
+    if not isinstance(x, np.ndarray):
+        raise InputError(f"input file {str(path)!r} must hold one array, not an archive")
+    return x
+
+
+def save_scores(path, scores):
+    """Write scores to ``path`` (.npy) atomically."""
+    from .model.io import atomic_write
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.save(f, scores)
+    atomic_write(path, write)
+
+
+def read_idx(path):
+    """Read an IDX file (optionally gzipped): big-endian header, then the data."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"IDX file {str(path)!r} does not exist")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise InputError(f"IDX file {str(path)!r} is unreadable ({e})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise InputError(f"IDX file {str(path)!r} is not an unsigned-byte IDX file")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    if len(raw) != header + int(np.prod(dims)):
+        raise InputError(f"IDX file {str(path)!r} is truncated: header says {dims}, "
+                         f"{len(raw) - header} data bytes present")
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
+
+
+def load_mnist(directory, split="t10k"):
+    """MNIST images ``[N, 28, 28]`` and labels ``[N]`` from an IDX folder."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(f"MNIST folder {str(directory)!r} does not exist")
+
+    def find(kind):
+        for name in (f"{split}-{kind}-idx{3 if kind == 'images' else 1}-ubyte.gz",
+                     f"{split}-{kind}-idx{3 if kind == 'images' else 1}-ubyte"):
+            if (directory / name).exists():
+                return directory / name
+        raise InputError(f"MNIST folder {str(directory)!r} has no {split}-{kind} IDX file")
+    images, labels = read_idx(find("images")), read_idx(find("labels"))
+    if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+        raise InputError(f"MNIST folder {str(directory)!r}: images {list(images.shape)} and "
+                         f"labels {list(labels.shape)} do not match")
+    return images, labels
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+def cmd_info(args):
+    net = _load_model(args.model)
+    if args.json:
+        print(json.dumps(model_summary(net), indent=2))
+        return
+    rows = model_summary(net)
+    print(f"model {net.name}  id {net.fingerprint()}  input {list(net.input_shape)} uint8, "
+          f"quantizer {net.quantizer.kind} {net.quantizer.params()}, "
+          f"{net.num_classes} classes, scores: {net.output_rule}")
+    header = ("layer", "kind", "input", "output", "K", "A_min", "acc", "ops", "weight bits")
+    table = [header] + [(r["name"], r["kind"], "x".join(map(str, r["input_shape"])),
+                         "x".join(map(str, r["output_shape"])), _dash(r["K"]),
+                         _dash(r["min_acc_bits"]), _dash(r["acc_bits"]), _dash(r["operations"]),
+                         _dash(r["weight_bits"])) for r in rows["layers"]]
+    table.append(("total", "", "", "", "", "", "", str(rows["total_operations"]),
+                  str(rows["total_weight_bits"])))
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(str(c).ljust(w) if i < 4 else str(c).rjust(w)
+                        for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+
+
+def _dash(v):
+    return "-" if v in (None, 0) else str(v)
+
+
+def model_summary(net):
+    """Per layer: kind, shapes, K, minimal and used accumulator widths, operations, weight bits."""
+    layers = []
+    for info in net.infos:
+        layer = info.layer
+        layers.append({
+            "name": info.name, "kind": info.kind,
+            "input_shape": list(info.input_shape), "output_shape": list(info.output_shape),
+            "K": info.fan_in,
+            "min_acc_bits": getattr(layer, "min_acc_bits", None),
+            "acc_bits": getattr(layer, "accumulator_bits", getattr(layer, "signed_bits", None)),
+            "operations": info.operations, "weight_bits": info.weight_bits,
+        })
+    return {"name": net.name, "id": net.fingerprint(), "input_shape": list(net.input_shape),
+            "classes": list(net.classes), "output_rule": net.output_rule, "layers": layers,
+            "total_operations": net.total_operations,
+            "total_weight_bits": net.total_weight_bits}
+
+
+def cmd_run(args):
+    from . import golden
+    net = _load_model(args.model)
+    x = load_input(args.input)
+    scores = golden.forward(net, x)
+    save_scores(args.output, scores)
+    print(f"{scores.shape[0]} images -> {args.output} (predicted: "
+          f"{_preview(np.argmax(scores, axis=1))})")
+
+
+def _preview(values, n=10):
+    values = list(map(int, values))
+    return " ".join(map(str, values[:n])) + (" ..." if len(values) > n else "")
+
+
+def cmd_eval(args):
+    from . import golden
+    net = _load_model(args.model)
+    images, labels = load_mnist(args.mnist)
+    if args.limit:
+        images, labels = images[:args.limit], labels[:args.limit]
+    start = time.perf_counter()
+    pred = golden.predict(net, images)
+    seconds = time.perf_counter() - start
+    correct = int((pred == labels).sum())
+    print(f"{net.name}: {correct}/{len(labels)} correct = {100 * correct / len(labels):.2f} % "
+          f"({len(labels) / seconds:,.0f} images/s, golden model)")
+
+
+def cmd_convert(args):
+    from .model import save_model
+    net = _load_model(args.model)
+    save_model(net, args.output)
+    print(f"{args.model} -> {args.output} (bnnhw model format, id {net.fingerprint()})")
+
+
+def cmd_demo(args):
+    from .demo import run_demo
+    run_demo(args)
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="bnnhw",
+        description="Hardware and firmware for binarized neural networks, verified bit for bit "
+                    "against a NumPy golden model.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", help="per-layer shapes, K, accumulator widths, operations")
+    p.add_argument("model", help="model file (bnnhw format or BNN-PYNQ .npz)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("run", help="golden model: scores of raw uint8 inputs")
+    p.add_argument("model")
+    p.add_argument("input", help=".npy of uint8, [N, C, H, W] (LFC also [N, 28, 28], [N, 784])")
+    p.add_argument("-o", "--output", required=True, help="scores .npy (int64 [N, classes])")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("eval", help="accuracy on an IDX test set (e.g. MNIST)")
+    p.add_argument("model")
+    p.add_argument("--mnist", required=True, metavar="DIR",
+                   help="folder with t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz)")
+    p.add_argument("--limit", type=int, default=0, help="only the first N images")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("convert", help="convert a model file (e.g. BNN-PYNQ) to bnnhw's format")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("demo", help="the main job: example model end to end")
+    p.add_argument("-o", "--output", default="build/demo", help="folder for the demo's outputs")
+    p.add_argument("--quick", action="store_true", help="skip the slow steps")
+    p.set_defaults(func=cmd_demo)
+
+    # Feature commands register themselves below (generate, simulate, firmware, train-example).
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except BnnhwError as e:
+        print(f"bnnhw: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bnnhw: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
