@@ -37,13 +37,13 @@ def _check_params(layer, gamma, beta, mean, var, eps):
         if bad.any():
             i = int(np.argmax(bad))
             raise ModelError(f"layer {layer!r}: batch-norm {field_name}[{i}] must be finite, "
-                             f"not {a[i]!r}")
+                             f"not {a[i].item()!r}")
         arrays[field_name] = a
     bad = arrays["var"] < 0
     if bad.any():
         i = int(np.argmax(bad))
         raise ModelError(f"layer {layer!r}: batch-norm var[{i}] must be non-negative, "
-                         f"not {arrays['var'][i]!r}")
+                         f"not {arrays['var'][i].item()!r}")
     eps = float(eps)
     if not np.isfinite(eps) or eps < 0:
         raise ModelError(f"layer {layer!r}: batch-norm eps must be finite and non-negative, "

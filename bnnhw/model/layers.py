@@ -77,7 +77,7 @@ def _check_pm1_weights(layer, weight, ndim):
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ModelError(f"{_where(layer, 'weight')} values must be +1 or -1, "
-                         f"not {weight[index]!r} at index {index}")
+                         f"not {weight[index].item()!r} at index {index}")
     weight = weight.astype(np.int8)
     weight.flags.writeable = False
     return weight

