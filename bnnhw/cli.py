@@ -178,6 +178,40 @@ def cmd_demo(args):
     run_demo(args)
 
 
+def cmd_train_example(args):
+    from .examples import train_digits
+    net, report = train_digits(seed=args.seed, epochs=args.epochs, out=args.output)
+    acc = report["accuracy"]
+    print(f"{net.name} (id {net.fingerprint()}): held-out accuracy "
+          f"{100 * acc['golden_test']:.2f} % golden ({report['test_correct']}/"
+          f"{report['split']['test_images']}), {100 * acc['float_test']:.2f} % float twin; "
+          f"trained in {report['train_seconds']:.1f} s -> {args.output} "
+          f"(+ {Path(args.output).with_suffix('.json')})")
+
+
+def cmd_firmware(args):
+    from .gen import firmware as fw
+    words = args.args
+    if words[0] == "run":
+        if len(words) != 3:
+            raise InputError("usage: bnnhw firmware run MODEL INPUT.npy -o SCORES.npy "
+                             "[--target host|aarch64|armv7]")
+        net = _load_model(words[1])
+        x = load_input(words[2])
+        scores = fw.run(net, x, target=args.target, impl=args.impl)
+        save_scores(args.output, scores)
+        print(f"{scores.shape[0]} images -> {args.output} (firmware, {args.target}, "
+              f"predicted: {_preview(np.argmax(scores, axis=1))})")
+        return
+    if len(words) != 1:
+        raise InputError("usage: bnnhw firmware MODEL -o DIR [--target host|aarch64|armv7] "
+                         "(or: bnnhw firmware run MODEL INPUT.npy -o SCORES.npy)")
+    net = _load_model(words[0])
+    runner = fw.generate(net, args.output, target=args.target, impl=args.impl)
+    print(f"{net.name} (id {net.fingerprint()}): {Path(args.output) / 'generated'} and runner "
+          f"{runner} ({args.target}, {args.impl})")
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 def build_parser():
@@ -214,6 +248,27 @@ def build_parser():
     p.add_argument("-o", "--output", default="build/demo", help="folder for the demo's outputs")
     p.add_argument("--quick", action="store_true", help="skip the slow steps")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train-example",
+                       help="train the example BNN on scikit-learn's 8x8 digits (NumPy only)")
+    p.add_argument("-o", "--output", default="digits_bnn.npz",
+                   help="model file to write; its report goes next to it as .json "
+                        "(default: digits_bnn.npz)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="training epochs (default: the committed model's)")
+    p.set_defaults(func=cmd_train_example)
+
+    p = sub.add_parser("firmware", help="C/NEON firmware: generate + build a runner, or run it",
+                       description="bnnhw firmware MODEL -o DIR: write DIR/generated (C headers) "
+                                   "and build the runner; bnnhw firmware run MODEL INPUT.npy -o "
+                                   "SCORES.npy: scores from the firmware (ARM under qemu-user)")
+    p.add_argument("args", nargs="+", metavar="[run] MODEL [INPUT.npy]")
+    p.add_argument("-o", "--output", required=True, help="output folder, or scores .npy for run")
+    p.add_argument("--target", default="host", choices=("host", "aarch64", "armv7"))
+    p.add_argument("--impl", default="neon", choices=("neon", "scalar"),
+                   help="NEON kernels (through SIMDe on the host) or the scalar twin only")
+    p.set_defaults(func=cmd_firmware)
 
     # Feature commands register themselves below (generate, simulate, firmware, train-example).
     return parser

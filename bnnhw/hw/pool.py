@@ -1,0 +1,233 @@
+"""OR max-pooling of binary pixel streams (SPEC §7).
+
+Max-pooling binary activations (bit 1 = +1) is the logical OR of each window's bits, per
+channel. :func:`or_pool_reference` is the software model (NumPy, from SPEC §7); tests compare
+it with the golden model's ``MaxPool`` and the hardware with both.
+"""
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from .layouts import pixel_signature
+from .window import pack_lanes
+
+__all__ = ["or_pool_reference", "OrMaxPool"]
+
+
+def or_pool_reference(frames, *, kernel, stride=None):
+    """OR of every ``kernel x kernel`` window, step ``stride`` (default ``kernel``), no padding.
+
+    Parameters
+    ----------
+    frames : array_like of 0 / 1, ``[N, H, W, C]``
+
+    Returns
+    -------
+    numpy.ndarray of uint8, ``[N, Ho, Wo, C]``, ``Ho = (H - kernel) // stride + 1``.
+    """
+    stride = kernel if stride is None else stride
+    frames = np.asarray(frames).astype(bool)
+    n, h, w, c = frames.shape
+    ho, wo = (h - kernel) // stride + 1, (w - kernel) // stride + 1
+    out = np.zeros((n, ho, wo, c), dtype=np.uint8)
+    for oy in range(ho):
+        for ox in range(wo):
+            win = frames[:, oy * stride:oy * stride + kernel, ox * stride:ox * stride + kernel]
+            out[:, oy, ox] = win.any(axis=(1, 2))
+    return out
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+class OrMaxPool(wiring.Component):
+    """Max-pooling of a binary pixel stream: per channel, the OR of each window.
+
+    Parameters
+    ----------
+    channels : int
+        ``C``; a pixel is ``C`` bits, channel ``c`` at bit ``c`` (1 = +1).
+    height, width : int
+        Input map size.
+    kernel : int
+        Window size ``k`` (``k x k``).
+    stride : int or None
+        Window step; ``None`` means ``kernel`` (non-overlapping, as in BNN-PYNQ). No padding:
+        ``Ho = (height - k) // stride + 1``; rows and columns past the last window are read
+        and dropped.
+
+    Members
+    -------
+    i_stream : ``In(pixel_signature(channels))``
+        Input pixels in raster order; frames follow each other back to back, no marker.
+    o_stream : ``Out(pixel_signature(channels))``
+        Pooled pixels in raster order.
+
+    Notes
+    -----
+    **Structure.** A shift register of the last ``k - 1`` pixels of the current row gives the
+    horizontal OR ``h(y, ox)`` of a window's row when its last column arrives. A line buffer
+    (:class:`amaranth.lib.memory.Memory`, ``Wo`` words of ``(k - 1) * C`` bits) keeps the
+    horizontal ORs of the last ``k - 1`` rows, one slot per row, round-robin; on a window's last
+    row the output is ``h`` ORed with all slots. For the usual 2x2 window this buffer is one
+    row of partial ORs (the window's first row). Memory: :attr:`memory_bits`
+    ``= (k - 1) * Wo * C`` bits; no memory for ``k = 1``.
+
+    **Timing.** One input pixel per cycle while the output is free; a pooled pixel is valid the
+    cycle after its window's last pixel was accepted (latency 1). ``i_stream.ready`` is low
+    only while a pooled pixel waits for ``o_stream.ready`` (and it does not depend on
+    ``i_stream.valid``).
+    """
+
+    def __init__(self, *, channels, height, width, kernel, stride=None):
+        _check_int("Channel count", channels, 1)
+        _check_int("Height", height, 1)
+        _check_int("Width", width, 1)
+        _check_int("Kernel size", kernel, 1)
+        stride = kernel if stride is None else stride
+        _check_int("Stride", stride, 1)
+        for name, size in (("height", height), ("width", width)):
+            if size < kernel:
+                raise ValueError(f"Kernel size {kernel} does not fit the {name} {size}")
+        self.channels = channels
+        self.height = height
+        self.width = width
+        self.kernel = kernel
+        self.stride = stride
+        super().__init__({
+            "i_stream": In(pixel_signature(channels)),
+            "o_stream": Out(pixel_signature(channels)),
+        })
+
+    @property
+    def out_height(self):
+        return (self.height - self.kernel) // self.stride + 1
+
+    @property
+    def out_width(self):
+        return (self.width - self.kernel) // self.stride + 1
+
+    @property
+    def memory_bits(self):
+        """Line buffer bits: ``(kernel - 1) * out_width * channels``."""
+        return (self.kernel - 1) * self.out_width * self.channels
+
+    def describe(self):
+        """JSON-serialisable summary: parameters, memory, cycle estimates."""
+        return {
+            "kind": "or_maxpool", "channels": self.channels, "height": self.height,
+            "width": self.width, "kernel": self.kernel, "stride": self.stride,
+            "out_height": self.out_height, "out_width": self.out_width,
+            "memory_bits": self.memory_bits, "latency_cycles": 1,
+            "cycles_per_frame": self.height * self.width,
+        }
+
+    def reference(self, frames):
+        """Expected ``o_stream`` payloads for ``frames`` (``[N, H, W, C]`` bits), in order."""
+        frames = np.asarray(frames)
+        want = (self.height, self.width, self.channels)
+        if frames.ndim != 4 or frames.shape[1:] != want:
+            raise ValueError(f"frames must have shape [N, {want[0]}, {want[1]}, {want[2]}], "
+                             f"not {list(frames.shape)}")
+        return pack_lanes(or_pool_reference(frames, kernel=self.kernel, stride=self.stride), 1)
+
+    def pixels(self, frames):
+        """``i_stream`` payloads of ``frames`` (``[N, H, W, C]`` bits), in order."""
+        return pack_lanes(frames, 1)
+
+    def elaborate(self, platform):
+        m = Module()
+        C, H, W, k, s = self.channels, self.height, self.width, self.kernel, self.stride
+        Ho, Wo = self.out_height, self.out_width
+
+        # Position of the incoming pixel and of the next window ends (column and row).
+        x = Signal(range(W))
+        y = Signal(range(H))
+        ox = Signal(range(Wo + 1))
+        xe = Signal(range(W + s + k), init=k - 1)
+        oy = Signal(range(Ho + 1))
+        ye = Signal(range(H + s + k), init=k - 1)
+
+        o_valid = Signal()
+        h_reg = Signal(C)
+        advance = Signal()
+        fire = Signal()
+        m.d.comb += [
+            advance.eq(~o_valid | self.o_stream.ready),
+            self.i_stream.ready.eq(advance),
+            fire.eq(self.i_stream.valid & advance),
+        ]
+
+        pixel = self.i_stream.payload
+        # Horizontal OR over the window's row: the k-1 previous pixels and this one.
+        prev = [Signal(C, name=f"prev{i}") for i in range(k - 1)]
+        h = Signal(C)
+        h_value = pixel
+        for p in prev:
+            h_value = h_value | p
+        m.d.comb += h.eq(h_value)
+        with m.If(fire):
+            for i, p in enumerate(prev):
+                m.d.sync += p.eq(pixel if i == 0 else prev[i - 1])
+
+        x_event = Signal()
+        y_event = Signal()
+        m.d.comb += [
+            x_event.eq((ox < Wo) & (x == xe)),
+            y_event.eq((oy < Ho) & (y == ye)),
+        ]
+
+        if k > 1:
+            # Slot j of word ox: h of the row y with y mod (k-1) == j. On a window's last row
+            # the other k-2 slots and the slot being overwritten (read before the write: the
+            # port is not transparent) are exactly the window's k-1 earlier rows.
+            mem = memory.Memory(shape=(k - 1) * C, depth=Wo, init=[])
+            m.submodules.mem = mem
+            wp = mem.write_port(granularity=C)
+            rp = mem.read_port(domain="sync")
+            yslot = Signal(range(k - 1))
+            m.d.comb += [
+                wp.addr.eq(ox),
+                wp.data.eq(h.replicate(k - 1)),
+                wp.en.eq(Mux(fire & x_event, Const(1, k - 1) << yslot, 0)),
+                rp.addr.eq(ox),
+                rp.en.eq(advance),
+            ]
+            earlier = Const(0, C)
+            for j in range(k - 1):
+                earlier = earlier | rp.data[j * C:(j + 1) * C]
+        else:
+            earlier = Const(0, C)
+
+        with m.If(advance):
+            m.d.sync += [o_valid.eq(fire & x_event & y_event), h_reg.eq(h)]
+        m.d.comb += [
+            self.o_stream.valid.eq(o_valid),
+            self.o_stream.payload.eq(h_reg | earlier),
+        ]
+
+        with m.If(fire):
+            with m.If(x_event):
+                m.d.sync += [ox.eq(ox + 1), xe.eq(xe + s)]
+            with m.If(x == W - 1):
+                m.d.sync += [x.eq(0), ox.eq(0), xe.eq(k - 1)]
+                with m.If(y_event):
+                    m.d.sync += [oy.eq(oy + 1), ye.eq(ye + s)]
+                if k > 1:
+                    m.d.sync += yslot.eq(Mux(yslot == k - 2, 0, yslot + 1))
+                with m.If(y == H - 1):
+                    m.d.sync += [y.eq(0), oy.eq(0), ye.eq(k - 1)]
+                    if k > 1:
+                        m.d.sync += yslot.eq(0)
+                with m.Else():
+                    m.d.sync += y.eq(y + 1)
+            with m.Else():
+                m.d.sync += x.eq(x + 1)
+        return m
