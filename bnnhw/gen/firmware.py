@@ -1,0 +1,420 @@
+"""Firmware backend: C headers for the NEON / scalar runner, builds, and runs under qemu-user.
+
+:func:`generate` turns a :class:`~bnnhw.model.Network` into ``generated/bnn_model_data.h`` (packed
+weights, folded thresholds, the layer table) and builds ``firmware/``'s runner for a target;
+:func:`run` feeds raw input bytes to that runner (natively, or under ``qemu-aarch64`` /
+``qemu-arm``) and returns the scores, which equal :func:`bnnhw.golden.forward` bit for bit.
+
+What the generator decides (the C side only executes it):
+
+* weights are packed by :mod:`bnnhw.model.packing` (the one bit convention), ``[oc][kh][kw][words]``
+  for convolutions and ``[oc][words]`` for dense layers, 64-bit words;
+* a clipping block in front of a threshold is folded into the threshold (SPEC §4-5): a threshold
+  outside the clip range becomes one that always or never fires;
+* thresholds are clamped to the range the compared value can reach, so they fit ``int32``;
+* the last compute layer writes ``int32`` values, from which the runner forms the scores of
+  SPEC §8 (popcount, clipped or margin).
+"""
+
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError, ToolError
+from ..golden import check_input
+from ..model.layers import (BinaryConv2d, BinaryDense, FixedPointQuantizer, MultibitConv2d,
+                            ThresholdQuantizer)
+from ..model.packing import pack_bits, to_bits
+
+__all__ = ["TARGETS", "firmware_dir", "header_text", "generate", "build_runner", "run",
+           "run_runner", "write_input", "read_scores", "check_target", "default_build_dir"]
+
+#: Targets: C compiler, extra make variables, emulator (None: runs natively).
+TARGETS = {
+    "host": {"cc": "gcc", "emulator": None, "package": "gcc"},
+    "aarch64": {"cc": "aarch64-linux-gnu-gcc", "emulator": "qemu-aarch64",
+                "package": "gcc-aarch64-linux-gnu"},
+    "armv7": {"cc": "arm-linux-gnueabihf-gcc", "emulator": "qemu-arm",
+              "package": "gcc-arm-linux-gnueabihf"},
+}
+
+MAX_K = 65534          # firmware/include/bnn.h BNN_MAX_K (16-bit accumulator lanes)
+MODEL_MAGIC = 0x4D4E4E42
+MODEL_VERSION = 1
+INPUT_MAGIC = b"BNNHWIN1"
+SCORES_MAGIC = b"BNNHWSC1"
+KIND = {MultibitConv2d: 1, BinaryConv2d: 2, BinaryDense: 3}
+RULES = {"popcount": 0, "clipped": 1, "margin": 2}
+
+
+def firmware_dir():
+    """The ``firmware/`` source folder (next to the ``bnnhw`` package in a source checkout)."""
+    here = Path(__file__).resolve().parents[2] / "firmware"
+    if not (here / "Makefile").exists():
+        raise ToolError(f"firmware sources not found at {str(here)!r} (bnnhw firmware needs a "
+                        f"source checkout with its firmware/ folder)")
+    return here
+
+
+def check_target(target, *, emulator=True):
+    """Validate ``target`` and check its tools; raise :class:`ToolError` naming what is missing."""
+    if target not in TARGETS:
+        raise ToolError(f"firmware target must be one of {', '.join(TARGETS)}, not {target!r}")
+    info = TARGETS[target]
+    if shutil.which("make") is None:
+        raise ToolError("building the firmware needs 'make', not found on PATH")
+    if shutil.which(info["cc"]) is None:
+        raise ToolError(f"firmware target {target!r} needs the C compiler {info['cc']!r} "
+                        f"(Debian package {info['package']}), not found on PATH")
+    if emulator and info["emulator"] and shutil.which(info["emulator"]) is None:
+        raise ToolError(f"running firmware target {target!r} needs the emulator "
+                        f"{info['emulator']!r} (Debian package qemu-user), not found on PATH")
+    return info
+
+
+# -- the layer table --------------------------------------------------------------------------
+
+def _fold_clip(t, neg, limit, bound):
+    """Thresholds on ``z = clip(v, -L, L)`` as thresholds on ``v`` (``|v| <= bound``)."""
+    t = t.copy()
+    always_pos, never_pos = t <= -limit, t > limit
+    always_neg, never_neg = t >= limit, t < -limit
+    t[~neg & always_pos] = -bound - 1
+    t[~neg & never_pos] = bound + 1
+    t[neg & always_neg] = bound + 1
+    t[neg & never_neg] = -bound - 1
+    return t
+
+
+def _c_array(ctype, name, values, per_line=8, fmt=str):
+    values = list(values)
+    lines = []
+    for i in range(0, len(values), per_line):
+        lines.append("    " + ", ".join(fmt(v) for v in values[i:i + per_line]) + ",")
+    body = "\n".join(lines) if lines else "    0"
+    return f"static const {ctype} {name}[{max(len(values), 1)}] = {{\n{body}\n}};\n"
+
+
+def _u64(v):
+    return f"0x{int(v):016x}ULL"
+
+
+def _layer_entries(net):
+    """Per block: the C table fields and the arrays they point at."""
+    blocks = net.blocks()
+    entries = []
+    first = True
+    for index, block in enumerate(blocks):
+        layer = block.compute.layer
+        last = index == len(blocks) - 1
+        shape = block.compute.input_shape
+        e = {"name": layer.name, "kind": KIND[type(layer)], "oc": layer.out_channels,
+             "kh": 1, "kw": 1, "stride": 1, "pad": 0, "pad_value": 1, "sat": 0, "clip": 0,
+             "flatten": 0, "fc": 0, "fh": 0, "fw": 0, "pool_k": 0, "pool_s": 0,
+             "out": 2 if last else 0, "arrays": {}}
+        if isinstance(layer, BinaryDense):
+            k = layer.fan_in
+            e.update(c=k, h=1, w=1)
+            if len(shape) == 3 and shape[1] * shape[2] > 1 and not first:
+                e.update(flatten=1, fc=shape[0], fh=shape[1], fw=shape[2])
+            bits = to_bits(layer.weight)                               # [oc, K]
+            e["arrays"]["wbits"] = pack_bits(bits, 64).reshape(-1)
+        else:
+            c, h, w = shape
+            kh, kw = layer.kernel
+            e.update(c=c, h=h, w=w, kh=kh, kw=kw, stride=layer.stride, pad=layer.pad,
+                     pad_value=layer.pad_value)
+            if isinstance(layer, BinaryConv2d):
+                bits = np.moveaxis(to_bits(layer.weight), 1, -1)          # [oc, kh, kw, c]
+                e["arrays"]["wbits"] = pack_bits(bits, 64).reshape(-1)
+            else:
+                e["arrays"]["wcodes"] = layer.weight.reshape(-1).astype(np.int8)
+        if isinstance(layer, MultibitConv2d):
+            if layer.input_bits > 8:
+                raise ModelError(f"layer {layer.name!r}: the firmware takes input codes of at "
+                                 f"most 8 bits, not {layer.input_bits}")
+            bound = layer.fan_in << (layer.input_bits - 1)
+        else:
+            if layer.fan_in > MAX_K:
+                raise ModelError(f"layer {layer.name!r}: the firmware's 16-bit accumulators "
+                                 f"hold K up to {MAX_K}, not K={layer.fan_in}")
+            if layer.saturates:
+                e["sat"] = (1 << layer.accumulator_bits) - 1
+            bound = layer.fan_in
+        clip = block.clip.layer.limit if block.clip else None
+        if block.threshold and not last:
+            thr = block.threshold.layer
+            t = np.asarray(thr.thresholds, np.int64)
+            neg = np.asarray(thr.negate, bool)
+            if clip is not None:
+                t = _fold_clip(t, neg, clip, bound)
+            t = np.clip(t, -bound - 1, bound + 1)
+            e["arrays"]["thr"] = t.astype(np.int32)
+            e["arrays"]["neg"] = neg.astype(np.uint8)
+        elif not last:
+            raise ModelError(f"layer {layer.name!r}: the firmware needs a threshold after "
+                             f"every compute layer but the last")
+        if last:
+            if clip is not None:
+                e["clip"] = min(int(clip), 1 << 30)
+        if block.pool:
+            pool = block.pool.layer
+            if last:
+                raise ModelError(f"layer {pool.name!r}: the firmware cannot pool the last "
+                                 f"layer's integer outputs")
+            e.update(pool_k=pool.kernel, pool_s=pool.stride)
+        entries.append(e)
+        first = False
+    return entries
+
+
+def header_text(net):
+    """The C text of ``bnn_model_data.h`` for ``net`` (deterministic for a given network)."""
+    if net.output_rule not in RULES:
+        raise ModelError(f"the firmware computes {', '.join(RULES)} scores, not "
+                         f"{net.output_rule!r}")
+    quant = net.quantizer
+    out = ["/* Generated by bnnhw.gen.firmware from model "
+           f"{net.name!r} (id {net.fingerprint()}). Do not edit. */",
+           '#include "bnn_model.h"', ""]
+    entries = _layer_entries(net)
+    for i, e in enumerate(entries):
+        for key, arr in e["arrays"].items():
+            if key == "wbits":
+                out.append(_c_array("uint64_t", f"L{i}_wbits", arr, 4, _u64))
+            elif key == "wcodes":
+                out.append(_c_array("int8_t", f"L{i}_wcodes", arr, 24))
+            elif key == "thr":
+                out.append(_c_array("int32_t", f"L{i}_thr", arr, 12))
+            elif key == "neg":
+                out.append(_c_array("uint8_t", f"L{i}_neg", arr, 24))
+    if isinstance(quant, FixedPointQuantizer):
+        if quant.bits > 8:
+            raise ModelError(f"the firmware takes input codes of at most 8 bits, not "
+                             f"{quant.bits}")
+        lut = quant(np.arange(256, dtype=np.uint8)).astype(np.int8)
+        out.append(_c_array("int8_t", "input_lut", lut, 16))
+    rule = net.output_rule
+    if rule == "margin":
+        thr = net.layers[-2]
+        out.append(_c_array("int64_t", "out_thr", np.asarray(thr.thresholds, np.int64), 8,
+                            lambda v: f"{int(v)}LL"))
+        out.append(_c_array("uint8_t", "out_neg", np.asarray(thr.negate, np.uint8), 24))
+    out.append("static const bnn_layer_desc bnn_model_layers[] = {")
+    for i, e in enumerate(entries):
+        a = e["arrays"]
+
+        def ref(key, name):
+            if key in a:
+                return f"L{i}_{name}, {len(a[key])}"
+            return "0, 0"
+        thr = f"L{i}_thr, L{i}_neg, {len(a['thr'])}" if "thr" in a else "0, 0, 0"
+        out.append(
+            f'    {{"{e["name"]}", {e["kind"]}, {e["c"]}, {e["h"]}, {e["w"]}, {e["oc"]}, '
+            f'{e["kh"]}, {e["kw"]}, {e["stride"]}, {e["pad"]}, {e["pad_value"]}, {e["out"]}, '
+            f'{e["sat"]}, {e["clip"]}, {ref("wbits", "wbits")}, {ref("wcodes", "wcodes")}, '
+            f'{thr}, {e["flatten"]}, {e["fc"]}, {e["fh"]}, {e["fw"]}, {e["pool_k"]}, '
+            f'{e["pool_s"]}}},')
+    out.append("};")
+    c, h, w = net.input_shape
+    if isinstance(quant, ThresholdQuantizer):
+        qfields = f"0, {int(quant.threshold)}, 0, 0"
+    else:
+        qfields = "1, 0, input_lut, 256"
+    margin = "out_thr, out_neg" if rule == "margin" else "0, 0"
+    out.append(
+        f"static const bnn_model_desc bnn_model_data = {{\n"
+        f"    0x{MODEL_MAGIC:08x}u, {MODEL_VERSION}, \"{net.name}\", \"{net.fingerprint()}\",\n"
+        f"    {c}, {h}, {w}, {qfields},\n"
+        f"    {len(entries)}, bnn_model_layers, {net.num_classes}, {RULES[rule]}, {margin}\n"
+        f"}};")
+    return "\n".join(out) + "\n"
+
+
+def _write_if_changed(path, text):
+    path = Path(path)
+    if path.exists() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("." + path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return True
+
+
+def _make(args, cwd=None):
+    try:
+        proc = subprocess.run(["make", "--no-print-directory", *args], cwd=cwd,
+                              capture_output=True, text=True)
+    except OSError as e:
+        raise ToolError(f"cannot run make ({e})") from None
+    if proc.returncode:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        tail = lines[-1] if lines else "no output"
+        raise ToolError(f"building the firmware failed: {tail}")
+
+
+def generate(net, out_dir, *, target="host", impl="neon", build=True, sanitize=False,
+             extra_cflags="", lib_dir=None):
+    """Write the C headers for ``net`` and build its runner.
+
+    Parameters
+    ----------
+    net : bnnhw.model.Network
+    out_dir : path
+        Receives ``generated/bnn_model_data.h`` and ``build-<target>-<impl>/bnn_runner``.
+    target : ``"host"``, ``"aarch64"`` or ``"armv7"``
+        ARM runners are linked statically so that qemu-user runs them directly.
+    impl : ``"neon"`` or ``"scalar"``
+        NEON kernels (on the host through SIMDe) or only the portable scalar twin.
+    build : bool
+        Only write the headers when false.
+    sanitize : bool
+        Host only: build with AddressSanitizer and UndefinedBehaviorSanitizer.
+    extra_cflags : str
+        Appended to the compiler flags (e.g. ablation macros).
+    lib_dir : path, optional
+        Where the model-independent kernel library is compiled (default: beside ``out_dir``,
+        so that the runners of several models share it).
+
+    Returns
+    -------
+    pathlib.Path
+        The runner executable (or the generated folder when ``build`` is false).
+
+    Raises
+    ------
+    ModelError
+        The network uses something the firmware cannot run (K > 65534, codes wider than 8 bits).
+    ToolError
+        A compiler, ``make`` or the sources are missing, or the build fails.
+    """
+    if impl not in ("neon", "scalar"):
+        raise ToolError(f"firmware implementation must be 'neon' or 'scalar', not {impl!r}")
+    if target not in TARGETS:
+        raise ToolError(f"firmware target must be one of {', '.join(TARGETS)}, not {target!r}")
+    if sanitize and target != "host":
+        raise ToolError("sanitizer builds exist for the host target only")
+    text = header_text(net)
+    out_dir = Path(out_dir)
+    gen = out_dir / "generated"
+    _write_if_changed(gen / "bnn_model_data.h", text)
+    if not build:
+        return gen
+    return build_runner(gen, out_dir, target=target, impl=impl, sanitize=sanitize,
+                        extra_cflags=extra_cflags, lib_dir=lib_dir)
+
+
+def build_runner(gen_dir, out_dir, *, target="host", impl="neon", sanitize=False,
+                 extra_cflags="", lib_dir=None):
+    """Build the runner from a folder holding ``bnn_model_data.h``; return its path.
+
+    :func:`generate` calls this after writing the header; tests call it on edited headers.
+    """
+    check_target(target, emulator=False)
+    fw = firmware_dir()
+    out_dir = Path(out_dir)
+    tag = f"{target}-{impl}" + ("-san" if sanitize else "")
+    if extra_cflags:
+        import hashlib
+        tag += "-" + hashlib.sha256(extra_cflags.encode()).hexdigest()[:8]
+    build_dir = out_dir / f"build-{tag}"
+    lib_dir = Path(lib_dir) if lib_dir is not None else out_dir.resolve().parent / f"lib-{tag}"
+    args = ["-f", str(fw / "Makefile"), f"TARGET={target}", f"IMPL={impl}",
+            f"BUILD={build_dir.resolve()}", f"LIBBUILD={lib_dir.resolve()}",
+            f"GEN={Path(gen_dir).resolve()}", f"SAN={1 if sanitize else 0}"]
+    if extra_cflags:
+        args.append(f"EXTRA_CFLAGS={extra_cflags}")
+    _make(args + ["runner"])
+    return build_dir / "bnn_runner"
+
+
+# -- input and output files -------------------------------------------------------------------
+
+def write_input(net, x, path):
+    """Write raw images ``x`` (validated like the golden model's input) as a runner input file."""
+    raw = check_input(net, x)
+    n = raw.shape[0]
+    bpi = int(np.prod(raw.shape[1:]))
+    header = INPUT_MAGIC + net.fingerprint().encode() + struct.pack("<II", n, bpi)
+    with open(path, "wb") as f:
+        f.write(header)
+        f.write(np.ascontiguousarray(raw).tobytes())
+    return n
+
+
+def read_scores(path, n, classes):
+    """Read a runner's scores file and check its header against what was asked."""
+    data = Path(path).read_bytes()
+    if len(data) < 24 or data[:8] != SCORES_MAGIC:
+        raise ToolError(f"firmware scores file {str(path)!r} has no valid header")
+    got_n, got_c, size, _ = struct.unpack("<IIII", data[8:24])
+    if (got_n, got_c) != (n, classes) or size not in (4, 8) or \
+            len(data) != 24 + n * classes * size:
+        raise ToolError(f"firmware scores file {str(path)!r} holds {got_n}x{got_c} scores of "
+                        f"{size} bytes, expected {n}x{classes}")
+    dtype = "<i8" if size == 8 else "<i4"
+    return np.frombuffer(data, dtype, offset=24).reshape(n, classes).astype(np.int64)
+
+
+def default_build_dir(net):
+    """Cache folder for a network's firmware builds, named by its fingerprint."""
+    base = os.environ.get("BNNHW_CACHE") or Path.home() / ".cache" / "bnnhw"
+    return Path(base) / "firmware" / f"{net.name}-{net.fingerprint()}"
+
+
+def run_runner(runner, target, args, timeout=3600):
+    """Run a built runner (under qemu-user for ARM targets); return the CompletedProcess."""
+    info = check_target(target)
+    cmd = ([info["emulator"]] if info["emulator"] else []) + [str(runner), *map(str, args)]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except OSError as e:
+        raise ToolError(f"cannot run {cmd[0]!r} ({e})") from None
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"firmware run timed out after {timeout} s") from None
+
+
+def run(net, x, *, target="host", build_dir=None, impl="neon", kernel=None, sanitize=False):
+    """Scores of raw input bytes ``x`` computed by the C firmware.
+
+    Parameters
+    ----------
+    net : bnnhw.model.Network
+    x : numpy.ndarray of uint8
+        As for :func:`bnnhw.golden.forward`.
+    target : ``"host"``, ``"aarch64"`` or ``"armv7"``
+        ARM targets run under qemu-user.
+    build_dir : path, optional
+        Where to generate and build (default: a cache folder named by the model's fingerprint).
+    impl : ``"neon"`` or ``"scalar"``
+        Which build (``"neon"`` is NEON through SIMDe on the host).
+    kernel : ``None``, ``"neon"`` or ``"scalar"``
+        Which kernels the runner uses (a NEON build also holds the scalar twin).
+    sanitize : bool
+        Host only: an ASan + UBSan build.
+
+    Returns
+    -------
+    numpy.ndarray of int64, ``[N, classes]``
+        Bit-identical to :func:`bnnhw.golden.forward`.
+    """
+    raw = check_input(net, x)
+    check_target(target)
+    build_dir = Path(build_dir) if build_dir is not None else default_build_dir(net)
+    runner = generate(net, build_dir, target=target, impl=impl, sanitize=sanitize)
+    with tempfile.TemporaryDirectory(prefix="bnnhw-fw-") as tmp:
+        inp, outp = Path(tmp) / "input.bin", Path(tmp) / "scores.bin"
+        n = write_input(net, raw, inp)
+        args = (["-k", kernel] if kernel else []) + [inp, outp]
+        proc = run_runner(runner, target, args)
+        if proc.returncode:
+            lines = proc.stderr.strip().splitlines()
+            raise ToolError(f"firmware runner ({target}) failed: "
+                            f"{lines[-1] if lines else f'exit code {proc.returncode}'}")
+        return read_scores(outp, n, net.num_classes)

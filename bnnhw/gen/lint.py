@@ -1,0 +1,54 @@
+"""Verilator lint of generated Verilog, with a short list of justified waivers.
+
+``verilator --lint-only -Wall`` on Amaranth's output reports a few warning classes that come
+from how Amaranth writes Verilog, not from design errors:
+
+``DECLFILENAME``
+    Amaranth writes the whole hierarchy into one file and names submodules ``top.sub``.
+``PROCASSINIT``
+    Registers get their initial (power-on) value in the declaration *and* a synchronous
+    reset in the process: both are intended (FPGA init values plus ``rst``).
+``UNUSEDSIGNAL``
+    Intermediate wires of which only some bits are used (slices of wider arithmetic results)
+    and alias wires for struct fields (``o_stream__payload.score``).
+``WIDTHEXPAND`` / ``WIDTHTRUNC``
+    Amaranth relies on Verilog's implicit zero/sign extension and truncation in arithmetic
+    and assignments, whose results it has already sized exactly; the bit-exact simulations
+    against the golden model check the arithmetic.
+``UNUSEDPARAM``
+    Memory-inference parameters that Yosys' Verilog writer emits.
+
+Anything else (``%Error``, ``MULTIDRIVEN``, ``LATCH``, ``COMBDLY``, ``UNOPTFLAT``, ...) is a
+finding.
+"""
+
+import re
+import subprocess
+
+from .cocotb_run import simulator_env
+
+__all__ = ["WAIVERS", "lint"]
+
+WAIVERS = ("DECLFILENAME", "PROCASSINIT", "UNUSEDSIGNAL", "WIDTHEXPAND", "WIDTHTRUNC",
+           "UNUSEDPARAM")
+
+
+def lint(verilog_path, top=None, *, waivers=WAIVERS):
+    """Run ``verilator --lint-only -Wall`` on a Verilog file.
+
+    Returns
+    -------
+    (int, dict, str)
+        Exit code with the waivers applied, ``{warning_class: count}`` of the unwaived run
+        (everything ``-Wall`` reports), and the waived run's output.
+    """
+    env = simulator_env("verilator")
+    base = ["verilator", "--lint-only", "-Wall"] + (["--top-module", top] if top else [])
+    full = subprocess.run(base + [str(verilog_path)], env=env, capture_output=True, text=True)
+    counts = {}
+    for m in re.finditer(r"^%(Warning|Error)-?([A-Z0-9_]*)", full.stderr, re.M):
+        key = m.group(2) or m.group(1).upper()
+        counts[key] = counts.get(key, 0) + 1
+    waived = subprocess.run(base + [f"-Wno-{w}" for w in waivers] + [str(verilog_path)],
+                            env=env, capture_output=True, text=True)
+    return waived.returncode, counts, waived.stderr

@@ -1,0 +1,178 @@
+"""Folding of a network: ``PE`` and ``SIMD`` per compute layer.
+
+A folding is a dict ``{compute_layer_name: {"PE": int, "SIMD": int}}``. It comes from a dict,
+a JSON file, the model's ``net.meta["folding"]`` (FINN's folding of the BNN-PYNQ networks), or
+:func:`auto_folding`, which picks the cheapest folding that meets a target rate.
+
+Rules (checked by :func:`check_folding`, errors name the layer):
+
+* ``PE >= 1`` (PE need not divide ``O`` and may exceed it: rows are padded) and
+  ``1 <= SIMD <= K`` (SIMD need not divide ``K``: the vector is padded);
+* for a convolution, ``SIMD`` divides the input channels (window vectors are ``[ky][kx][c]``).
+
+Cycles of one layer per image: ``ceil(O / PE) * ceil(K / SIMD) * H_out * W_out`` (the MVTU
+computes one output pixel per vector).
+"""
+
+import json
+import math
+from pathlib import Path
+
+from ..errors import ModelError
+from ..model.layers import COMPUTE_TYPES, BinaryDense
+
+__all__ = ["load_folding", "check_folding", "default_folding", "auto_folding",
+           "layer_cycles", "folding_cycles"]
+
+
+def _compute_infos(net):
+    return [i for i in net.infos if isinstance(i.layer, COMPUTE_TYPES)]
+
+
+def _pixels(info):
+    shape = info.output_shape
+    return 1 if len(shape) == 1 else shape[1] * shape[2]
+
+
+def layer_cycles(info, pe, simd):
+    """Cycles per image of compute layer ``info`` folded ``pe`` x ``simd``."""
+    layer = info.layer
+    return -(-layer.out_channels // pe) * -(-layer.fan_in // simd) * _pixels(info)
+
+
+def folding_cycles(net, folding):
+    """``{layer_name: cycles per image}`` for a checked folding."""
+    return {i.name: layer_cycles(i, folding[i.name]["PE"], folding[i.name]["SIMD"])
+            for i in _compute_infos(net)}
+
+
+def _simd_ok(layer, simd):
+    return isinstance(layer, BinaryDense) or layer.in_channels % simd == 0
+
+
+def check_folding(net, folding):
+    """Validate ``folding`` for ``net`` and return it normalised (plain ints, every layer).
+
+    Raises :class:`~bnnhw.errors.ModelError` naming the layer and the value.
+    """
+    if not isinstance(folding, dict):
+        raise ModelError(f"folding must be a dict of {{layer: {{'PE': int, 'SIMD': int}}}}, "
+                         f"not {type(folding).__name__}")
+    infos = _compute_infos(net)
+    names = {i.name for i in infos}
+    unknown = sorted(set(folding) - names)
+    if unknown:
+        raise ModelError(f"folding names layer {unknown[0]!r}, which is not a compute layer of "
+                         f"{net.name!r} (compute layers: {', '.join(sorted(names))})")
+    out = {}
+    for info in infos:
+        layer = info.layer
+        if info.name not in folding:
+            raise ModelError(f"folding has no entry for layer {info.name!r}")
+        entry = folding[info.name]
+        if not isinstance(entry, dict):
+            raise ModelError(f"layer {info.name!r}: folding must be {{'PE': int, 'SIMD': int}}, "
+                             f"not {entry!r}")
+        extra = sorted(set(entry) - {"PE", "SIMD"})
+        if extra:
+            raise ModelError(f"layer {info.name!r}: unknown folding key {extra[0]!r}")
+        vals = {}
+        # PE may exceed O (FINN folds LFC's fc3, O=10, with PE=16): rows are padded.
+        for key, top in (("PE", None), ("SIMD", layer.fan_in)):
+            if key not in entry:
+                raise ModelError(f"layer {info.name!r}: folding needs {key}")
+            v = entry[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ModelError(f"layer {info.name!r}: {key} must be a positive integer, "
+                                 f"not {v!r}")
+            if top is not None and v > top:
+                what = "output channels" if key == "PE" else "inputs (K)"
+                raise ModelError(f"layer {info.name!r}: {key} must be at most the {top} "
+                                 f"{what}, not {v}")
+            vals[key] = int(v)
+        if not _simd_ok(layer, vals["SIMD"]):
+            raise ModelError(f"layer {info.name!r}: SIMD must divide the {layer.in_channels} "
+                             f"input channels, not {vals['SIMD']}")
+        out[info.name] = vals
+    return out
+
+
+def default_folding(net):
+    """A modest folding: ``PE = 1``; ``SIMD`` = the input channels of a convolution (up to 32,
+    else their largest divisor below it), ``min(K, 32)`` for a dense layer."""
+    out = {}
+    for info in _compute_infos(net):
+        layer = info.layer
+        if isinstance(layer, BinaryDense):
+            simd = min(layer.fan_in, 32)
+        else:
+            simd = max(d for d in range(1, min(layer.in_channels, 32) + 1)
+                       if layer.in_channels % d == 0)
+        out[info.name] = {"PE": 1, "SIMD": simd}
+    return out
+
+
+def load_folding(net, folding=None):
+    """Resolve a folding source for ``net`` and check it.
+
+    Parameters
+    ----------
+    net : Network
+    folding : dict, str, pathlib.Path or None
+        A folding dict, a path to a JSON file holding one, or ``None``: ``net.meta["folding"]``
+        when the model has one, else :func:`default_folding`.
+    """
+    if folding is None:
+        folding = net.meta.get("folding") or default_folding(net)
+    elif isinstance(folding, (str, Path)):
+        path = Path(folding)
+        try:
+            folding = json.loads(path.read_text())
+        except OSError as e:
+            raise ModelError(f"cannot read folding file {str(path)!r}: {e.strerror}") from None
+        except json.JSONDecodeError as e:
+            raise ModelError(f"folding file {str(path)!r} is not valid JSON: {e}") from None
+    return check_folding(net, folding)
+
+
+def auto_folding(net, *, images_per_second, clock_hz):
+    """The cheapest folding whose every layer meets ``images_per_second`` at ``clock_hz``.
+
+    Each layer independently gets the ``(PE, SIMD)`` that minimises its lanes
+    ``PE * SIMD * in_bits`` (the XNOR/adder cost) subject to
+    ``layer_cycles <= floor(clock_hz / images_per_second)``; ties prefer fewer padded rows and
+    lanes, then a smaller PE.
+
+    Raises :class:`~bnnhw.errors.ModelError` naming the first layer that cannot meet the rate
+    even fully unfolded.
+    """
+    for name, v in (("images_per_second", images_per_second), ("clock_hz", clock_hz)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 \
+                or not math.isfinite(v):
+            raise ModelError(f"{name} must be a positive number, not {v!r}")
+    budget = math.floor(clock_hz / images_per_second)
+    out = {}
+    for info in _compute_infos(net):
+        layer = info.layer
+        o, k, pix = layer.out_channels, layer.fan_in, _pixels(info)
+        bits = getattr(layer, "input_bits", 1)
+        best = None
+        for simd in range(1, k + 1):
+            if not _simd_ok(layer, simd):
+                continue
+            sf = -(-k // simd)
+            nf_max = budget // (sf * pix)
+            if nf_max < 1:
+                continue
+            pe = -(-o // min(nf_max, o))
+            nf = -(-o // pe)
+            key = (pe * simd * bits, nf * pe - o + sf * simd - k, pe)
+            if best is None or key < best[0]:
+                best = (key, pe, simd)
+        if best is None:
+            least = min(-(-k // simd) * pix for simd in range(1, k + 1) if _simd_ok(layer, simd))
+            raise ModelError(f"layer {info.name!r} cannot reach {images_per_second} images/s at "
+                             f"{clock_hz} Hz: it needs at least {least} cycles per image, the "
+                             f"budget is {budget}")
+        out[info.name] = {"PE": best[1], "SIMD": best[2]}
+    return check_folding(net, out)

@@ -1,0 +1,350 @@
+"""XNOR-popcount processing elements: the chunk stage, accumulators and a stand-alone PE.
+
+The arithmetic is SPEC §2-3 (binary layers) and §6 (multi-bit first layer).
+
+The **chunk stage** (:class:`ChunkPopcount`, :class:`ChunkDot`) is the seam of the matrix-vector
+unit: it sees one chunk of the input vector (``SIMD`` lanes) and ``PE`` weight rows and returns
+``PE`` partial sums after a fixed :attr:`latency`. Everything that follows (accumulation over
+folds, thresholds, output collection) only relies on this small interface, so a later
+shared-result filter bank (SPEC §9) can replace the chunk stage without touching the rest:
+
+===========  =====  ==========================================================================
+port         dir    meaning
+===========  =====  ==========================================================================
+``en``       In     clock enable of the whole pipeline (global stall); registers hold when 0
+``x``        In     the input chunk, ``SIMD * in_bits`` bits, lane ``j`` at ``[j*b, (j+1)*b)``
+``w``        In     the weight rows, ``PE * SIMD`` bits, row ``r`` lane ``j`` at bit
+                    ``r*SIMD + j`` (1 = +1)
+``row``      In     index of the weight row group (``nf * SF + sf``), valid with ``w``; unused
+                    by the plain stages, available to stages that keep weights themselves
+``p``        Out    ``PE`` partial sums, :attr:`latency` enabled cycles after ``x`` / ``w``
+===========  =====  ==========================================================================
+
+plus two attributes: ``latency`` (int) and ``count_shape`` (the shape of one ``p`` element).
+"""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..model.layers import popcount_bits, signed_bits
+
+__all__ = ["adder_tree", "default_stages", "ChunkPopcount", "ChunkDot", "Accumulators",
+           "XnorPopcountPE", "check_accumulator"]
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def tree_levels(n):
+    """Adder levels of a balanced tree over ``n`` terms: ``ceil(log2(n))``."""
+    return max(0, (int(n) - 1).bit_length())
+
+
+def default_stages(lanes):
+    """Default register ranks of an adder tree over ``lanes`` terms: one per three levels."""
+    return max(1, -(-tree_levels(lanes) // 3))
+
+
+def adder_tree(m, terms, *, stages, en, name="tree"):
+    """Sum ``terms`` in a balanced tree with ``stages`` register ranks spread over its levels.
+
+    Rank ``i`` (1-based) sits after level ``round(i * levels / stages)``; level 0 registers the
+    leaves. With ``stages = 0`` the tree is combinational. Registers load only when ``en``.
+    Returns the final (possibly registered) sum.
+    """
+    levels = tree_levels(len(terms))
+    ranks = [round(i * levels / stages) for i in range(1, stages + 1)] if stages else []
+    cur = list(terms)
+
+    def register(values, level, rank):
+        out = []
+        for i, v in enumerate(values):
+            r = Signal(v.shape(), name=f"{name}_l{level}r{rank}_{i}")
+            with m.If(en):
+                m.d.sync += r.eq(v)
+            out.append(r)
+        return out
+
+    rank = 0
+    for level in range(levels + 1):
+        if level:
+            cur = [cur[i] + cur[i + 1] if i + 1 < len(cur) else cur[i]
+                   for i in range(0, len(cur), 2)]
+        while rank < len(ranks) and ranks[rank] == level:
+            cur = register(cur, level, rank)
+            rank += 1
+    assert len(cur) == 1
+    return cur[0]
+
+
+def check_accumulator(fan_in, acc_bits, overflow):
+    """Validate a popcount accumulator width (SPEC §3) and return it.
+
+    ``None`` gives the minimal exact width ``A_min = ceil(log2(K + 1))``. A narrower width is
+    an error unless ``overflow == "saturate"``.
+    """
+    if overflow not in ("error", "saturate"):
+        raise ValueError(f"overflow must be 'error' or 'saturate', not {overflow!r}")
+    a_min = popcount_bits(fan_in)
+    if acc_bits is None:
+        return a_min
+    _check_int("Accumulator width", acc_bits, 1)
+    if acc_bits < a_min and overflow != "saturate":
+        raise ValueError(f"accumulator width must be at least {a_min} for K={fan_in}, "
+                         f"not {acc_bits}")
+    return acc_bits
+
+
+class ChunkPopcount(wiring.Component):
+    """XNOR + popcount of one input chunk against ``pe`` weight rows (the MVTU's chunk stage).
+
+    ``p[r] = popcount(~(x ^ w_r))`` over the ``simd`` lanes. Padding lanes must be made to
+    mismatch by the caller (the MVTU forces padded inputs to 0 and padded weights to 1).
+
+    Parameters
+    ----------
+    pe : int
+        Weight rows (processing elements).
+    simd : int
+        Lanes per chunk.
+    stages : int or None
+        Register ranks in the adder tree (0 = combinational); ``None`` is
+        :func:`default_stages`.
+
+    Members
+    -------
+    en : In(1)
+        Pipeline enable; every register holds while it is 0.
+    x : In(simd)
+    w : In(pe * simd)
+    row : In(unsigned(32))
+        Weight row-group index (unused here; part of the seam, see the module docstring).
+    p : Out(ArrayLayout(unsigned(ceil(log2(simd+1))), pe))
+
+    Latency is :attr:`latency` (= ``stages``) enabled cycles, throughput one chunk per cycle,
+    no backpressure of its own (the caller stalls it through ``en``).
+    """
+
+    def __init__(self, *, pe, simd, stages=None):
+        _check_int("PE count", pe, 1)
+        _check_int("SIMD width", simd, 1)
+        if stages is None:
+            stages = default_stages(simd)
+        _check_int("Pipeline stage count", stages, 0)
+        self.pe, self.simd, self.latency = pe, simd, stages
+        self.count_shape = unsigned(popcount_bits(simd))
+        super().__init__({
+            "en": In(1),
+            "x": In(unsigned(simd)),
+            "w": In(unsigned(pe * simd)),
+            "row": In(unsigned(32)),
+            "p": Out(data.ArrayLayout(self.count_shape, pe)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for r in range(self.pe):
+            xnor = ~(self.x ^ self.w[r * self.simd:(r + 1) * self.simd])
+            total = adder_tree(m, [xnor[j] for j in range(self.simd)], stages=self.latency,
+                               en=self.en, name=f"pc{r}")
+            m.d.comb += self.p[r].eq(total)
+        return m
+
+
+class ChunkDot(wiring.Component):
+    """Signed dot product of one chunk of multi-bit codes with ``pe`` +1/-1 weight rows.
+
+    ``p[r] = sum_j (w_r[j] ? q_j : -q_j)`` with ``q_j`` the two's-complement code of lane ``j``
+    (SPEC §6). Padding lanes must carry the code 0.
+
+    Parameters
+    ----------
+    pe, simd : int
+    in_bits : int
+        Width of one code.
+    stages : int or None
+        Register ranks of the adder tree, as :class:`ChunkPopcount`.
+
+    Members
+    -------
+    en : In(1)
+    x : In(simd * in_bits)
+    w : In(pe * simd)
+    row : In(unsigned(32))
+    p : Out(ArrayLayout(signed(...), pe))
+
+    Latency :attr:`latency` enabled cycles, one chunk per cycle, stalled through ``en``.
+    """
+
+    def __init__(self, *, pe, simd, in_bits, stages=None):
+        _check_int("PE count", pe, 1)
+        _check_int("SIMD width", simd, 1)
+        _check_int("Input code width", in_bits, 2)
+        if stages is None:
+            stages = default_stages(simd)
+        _check_int("Pipeline stage count", stages, 0)
+        self.pe, self.simd, self.in_bits, self.latency = pe, simd, in_bits, stages
+        bound = simd << (in_bits - 1)
+        self.count_shape = signed(signed_bits(-bound, bound))
+        super().__init__({
+            "en": In(1),
+            "x": In(unsigned(simd * in_bits)),
+            "w": In(unsigned(pe * simd)),
+            "row": In(unsigned(32)),
+            "p": Out(data.ArrayLayout(self.count_shape, pe)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        b = self.in_bits
+        codes = [self.x[j * b:(j + 1) * b].as_signed() for j in range(self.simd)]
+        for r in range(self.pe):
+            terms = [Mux(self.w[r * self.simd + j], q, -q) for j, q in enumerate(codes)]
+            total = adder_tree(m, terms, stages=self.latency, en=self.en, name=f"dot{r}")
+            m.d.comb += self.p[r].eq(total)
+        return m
+
+
+class Accumulators(wiring.Component):
+    """``lanes`` accumulators that sum partial results over the folds of one vector.
+
+    ``sum[l] = (first ? 0 : acc[l]) + i[l]`` combinationally, saturated at ``2^A - 1`` when
+    ``saturate`` (SPEC §3: partial popcounts only grow, so this equals ``min(P, 2^A - 1)``);
+    ``acc`` loads ``sum`` on ``en & valid``.
+
+    Parameters
+    ----------
+    lanes : int
+    in_shape : Shape
+        Shape of one partial sum.
+    acc_shape : Shape
+        Shape of one accumulator (unsigned for popcounts, signed for §6 dot products).
+    saturate : bool
+        Clamp an unsigned accumulator at its maximum instead of wrapping.
+
+    Members
+    -------
+    en, valid, first : In(1)
+    i : In(ArrayLayout(in_shape, lanes))
+    sum : Out(ArrayLayout(acc_shape, lanes))
+
+    Latency 0 to ``sum`` (the register holds the running value); one fold per cycle.
+    """
+
+    def __init__(self, *, lanes, in_shape, acc_shape, saturate=False):
+        _check_int("Lane count", lanes, 1)
+        if saturate and acc_shape.signed:
+            raise ValueError("only an unsigned accumulator can saturate")
+        self.lanes, self.in_shape, self.acc_shape, self.saturate = (lanes, in_shape, acc_shape,
+                                                                    bool(saturate))
+        super().__init__({
+            "en": In(1), "valid": In(1), "first": In(1),
+            "i": In(data.ArrayLayout(in_shape, lanes)),
+            "sum": Out(data.ArrayLayout(acc_shape, lanes)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for lane in range(self.lanes):
+            acc = Signal(self.acc_shape, name=f"acc{lane}")
+            total = Mux(self.first, 0, acc) + self.i[lane]
+            if self.saturate:
+                top = (1 << self.acc_shape.width) - 1
+                m.d.comb += self.sum[lane].eq(Mux(total > top, top, total))
+            else:
+                m.d.comb += self.sum[lane].eq(total)
+            with m.If(self.en & self.valid):
+                m.d.sync += acc.eq(self.sum[lane])
+        return m
+
+
+class XnorPopcountPE(wiring.Component):
+    """One XNOR-popcount processing element: ``P = popcount(XNOR(x, w))`` over ``K`` inputs.
+
+    Each input beat carries ``simd`` lanes of activations and weights; ``ceil(K / simd)``
+    beats make one vector (the last one's lanes beyond ``K`` are ignored). The popcount
+    accumulates over the beats in an ``acc_bits``-bit accumulator (SPEC §3) and leaves as one
+    output beat per vector.
+
+    Parameters
+    ----------
+    simd : int
+        Lanes per beat.
+    fan_in : int
+        ``K``, inputs per vector.
+    acc_bits : int or None
+        Accumulator width; ``None`` is the minimal exact ``A_min = ceil(log2(K + 1))``. Wider
+        is allowed; narrower only with ``overflow="saturate"``, then ``P`` saturates at
+        ``2^A - 1`` like the golden model.
+    overflow : ``"error"`` or ``"saturate"``
+    stages : int or None
+        Register ranks of the adder tree.
+
+    Members
+    -------
+    i_stream : In(stream.Signature(StructLayout({"x": simd, "w": simd})))
+    o_stream : Out(stream.Signature(unsigned(acc_bits)))
+
+    Throughput one beat per cycle; latency ``stages + 1`` cycles from the last beat of a vector
+    to its result. ``i_stream.ready`` is low only while a result waits on ``o_stream``
+    (backpressure stalls the whole pipeline).
+    """
+
+    def __init__(self, *, simd, fan_in, acc_bits=None, overflow="error", stages=None):
+        _check_int("SIMD width", simd, 1)
+        _check_int("Fan-in", fan_in, 1)
+        self.acc_bits = check_accumulator(fan_in, acc_bits, overflow)
+        self.simd, self.fan_in = simd, fan_in
+        self.folds = -(-fan_in // simd)
+        self.saturates = self.acc_bits < popcount_bits(fan_in)
+        self._chunk = ChunkPopcount(pe=1, simd=simd, stages=stages)
+        super().__init__({
+            "i_stream": In(stream.Signature(data.StructLayout({"x": simd, "w": simd}))),
+            "o_stream": Out(stream.Signature(unsigned(self.acc_bits))),
+        })
+
+    @property
+    def latency(self):
+        return self._chunk.latency + 1
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.chunk = chunk = self._chunk
+        m.submodules.acc = acc = Accumulators(lanes=1, in_shape=chunk.count_shape,
+                                              acc_shape=unsigned(self.acc_bits),
+                                              saturate=self.saturates)
+        advance = ~self.o_stream.valid | self.o_stream.ready
+        fold = Signal(range(self.folds))
+        fire = self.i_stream.valid & advance
+        m.d.comb += self.i_stream.ready.eq(advance)
+        with m.If(fire):
+            m.d.sync += fold.eq(Mux(fold == self.folds - 1, 0, fold + 1))
+        rem = self.fan_in - (self.folds - 1) * self.simd
+        last = fold == self.folds - 1
+        x, w = self.i_stream.payload.x, self.i_stream.payload.w
+        if rem != self.simd:
+            # Padded lanes: input 0 against weight 1 never matches, so they add nothing to P.
+            mask = (1 << rem) - 1
+            x = Mux(last, x & mask, x)
+            w = Mux(last, w | ~mask & ((1 << self.simd) - 1), w)
+        m.d.comb += [chunk.en.eq(advance), chunk.x.eq(x), chunk.w.eq(w)]
+        # Sideband (valid, first, last) delayed like the adder tree.
+        v, f, l = fire, fold == 0, last
+        for s in range(chunk.latency):
+            nv, nf, nl = Signal(name=f"v{s}"), Signal(name=f"f{s}"), Signal(name=f"l{s}")
+            with m.If(advance):
+                m.d.sync += [nv.eq(v), nf.eq(f), nl.eq(l)]
+            v, f, l = nv, nf, nl
+        m.d.comb += [acc.en.eq(advance), acc.valid.eq(v), acc.first.eq(f),
+                     acc.i[0].eq(chunk.p[0])]
+        with m.If(self.o_stream.ready):
+            m.d.sync += self.o_stream.valid.eq(0)
+        with m.If(advance & v & l):
+            m.d.sync += [self.o_stream.valid.eq(1), self.o_stream.payload.eq(acc.sum[0])]
+        return m

@@ -1,0 +1,109 @@
+"""Whole networks through the generated firmware runner, bit-exact against bnnhw.golden.forward.
+
+Real networks (BNN-PYNQ LFC on MNIST, CNV on CIFAR-10 vector images) and small random networks
+that cover every layer kind, on the host (scalar and NEON through SIMDe), AArch64 and ARMv7
+(qemu-user), plus an ASan + UBSan host build.
+"""
+
+import numpy as np
+import pytest
+
+from bnnhw import golden
+from bnnhw.gen import firmware as fw
+
+from fw_helpers import CONFIGS, random_images, random_networks, shared_file
+
+pytestmark = pytest.mark.firmware
+
+N_MNIST = 1000
+
+
+def assert_scores(got, expected, what):
+    assert got.dtype == np.int64 and got.shape == expected.shape, \
+        f"{what}: {got.dtype} {got.shape} vs {expected.shape}"
+    bad = np.argwhere(got != expected)
+    assert bad.size == 0, (f"{what}: {len(bad)} scores differ, first at {tuple(bad[0])}: "
+                           f"{got[tuple(bad[0])]} != {expected[tuple(bad[0])]}")
+
+
+def fw_run(net, x, config, root, tag="", **kw):
+    # one folder per model; the kernel library is compiled once beside them (per config)
+    target, impl, _ = CONFIGS[config]
+    return fw.run(net, x, target=target, impl=impl, build_dir=root / (net.name + tag), **kw)
+
+
+@pytest.fixture(scope="module")
+def mnist_batch(mnist, lfc):
+    images = mnist[0][:N_MNIST]
+    return images, golden.forward(lfc, images)
+
+
+@pytest.fixture(scope="module")
+def cnv_batch(cnv):
+    vec = np.load(shared_file("bnn-pynq", "vectors", "vectors_cnvW1A1_cifar10.npz"))
+    images = np.moveaxis(vec["images_hwc_u8"], -1, 1)
+    rng = np.random.default_rng(7)
+    x = np.concatenate([images, rng.integers(0, 256, (4, 3, 32, 32), dtype=np.uint8)])
+    return x, golden.forward(cnv, x)
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_lfc_mnist(config, lfc, mnist_batch, fw_root):
+    images, expected = mnist_batch
+    got = fw_run(lfc, images, config, fw_root / config)
+    assert_scores(got, expected, f"LFC on {len(images)} MNIST images ({config})")
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_cnv_cifar10(config, cnv, cnv_batch, fw_root):
+    x, expected = cnv_batch
+    got = fw_run(cnv, x, config, fw_root / config)
+    assert_scores(got, expected, f"CNV on {len(x)} images ({config})")
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("which", range(4))
+def test_random_networks(config, which, fw_root):
+    for seed in (11, 12):
+        net = random_networks(seed)[which]
+        x = random_images(net, 6, seed)
+        expected = golden.forward(net, x)
+        got = fw_run(net, x, config, fw_root / config, tag=f"-{seed}")
+        assert_scores(got, expected, f"{net.name} seed {seed} ({config})")
+        if CONFIGS[config][1] == "neon":
+            # the NEON build also holds the scalar twin: same scores
+            got = fw_run(net, x, config, fw_root / config, tag=f"-{seed}", kernel="scalar")
+            assert_scores(got, expected, f"{net.name} seed {seed} ({config}, scalar kernels)")
+
+
+def test_random_networks_are_not_trivial():
+    """The random networks' scores vary between images (the thresholds are not degenerate)."""
+    for net in random_networks(11):
+        scores = golden.forward(net, random_images(net, 6, 11))
+        assert len({tuple(s) for s in scores}) > 1, net.name
+
+
+def test_one_corrupted_score_bit_fails(lfc, mnist_batch, fw_root):
+    images, expected = mnist_batch
+    got = fw_run(lfc, images[:20], "host-neon", fw_root / "host-neon")
+    assert_scores(got, expected[:20], "reference")
+    corrupted = expected[:20].copy()
+    corrupted[3, 4] ^= 1
+    with pytest.raises(AssertionError, match="1 scores differ"):
+        assert_scores(got, corrupted, "corrupted")
+
+
+def test_sanitizers_whole_networks(lfc, cnv, mnist_batch, cnv_batch, fw_root):
+    """ASan + UBSan host build: real and random networks, NEON (SIMDe) and scalar kernels."""
+    root = fw_root / "san"
+    images, expected = mnist_batch
+    x, cexp = cnv_batch
+    for kernel in ("neon", "scalar"):
+        got = fw.run(lfc, images[:30], build_dir=root / "lfc", sanitize=True, kernel=kernel)
+        assert_scores(got, expected[:30], f"LFC sanitized ({kernel})")
+        got = fw.run(cnv, x[:1], build_dir=root / "cnv", sanitize=True, kernel=kernel)
+        assert_scores(got, cexp[:1], f"CNV sanitized ({kernel})")
+        for net in random_networks(13):
+            xi = random_images(net, 3, 13)
+            got = fw.run(net, xi, build_dir=root / net.name, sanitize=True, kernel=kernel)
+            assert_scores(got, golden.forward(net, xi), f"{net.name} sanitized ({kernel})")
