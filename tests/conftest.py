@@ -1,23 +1,8 @@
-"""Shared test fixtures: where the shared real data lives, and an independent slow reference."""
+"""Session fixtures shared by all tests: the real BNN-PYNQ networks and MNIST."""
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-BNN_PYNQ = SHARED_DATA / "bnn-pynq"
-MNIST = SHARED_DATA / "mnist"
-
-
-def shared_file(*parts):
-    """A file under ../shared/data; fails (never skips) when it is missing."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.fail(f"shared data file {path} is missing: tests need ../shared/data beside "
-                    f"the repository")
-    return path
+from testdata import MNIST, shared_file
 
 
 @pytest.fixture(scope="session")

@@ -139,7 +139,7 @@ def test_dense_clipped_last_layer(last_threshold, rule):
 
 @pytest.mark.slow
 def test_real_cnv_one_image(cnv):
-    """The real CNV at FINN's folding (about 6 minutes of amaranth.sim): golden and board."""
+    """The real CNV at FINN's folding (5-8 minutes of amaranth.sim): golden and board."""
     from pathlib import Path
     v = np.load(Path(__file__).resolve().parents[3] / "shared" / "data" / "bnn-pynq" / "vectors"
                 / "vectors_cnvW1A1_cifar10.npz")

@@ -15,7 +15,7 @@ import pytest
 from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
-from conftest import shared_file
+from testdata import shared_file
 
 from bnnhw import golden
 from bnnhw.model.layers import BinaryDense, MaxPool, Output, ThresholdQuantizer

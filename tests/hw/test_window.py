@@ -17,7 +17,7 @@ import pytest
 from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
-from conftest import shared_file
+from testdata import shared_file
 
 from bnnhw import golden
 from bnnhw.model.layers import (BinaryConv2d, BinaryDense, FixedPointQuantizer, MultibitConv2d,
