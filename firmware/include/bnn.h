@@ -57,7 +57,7 @@ typedef struct {
     int mode;                    /* enum bnn_out_mode */
     int sat;                     /* popcount cap 2^A - 1 when the accumulator saturates, else 0 */
     int clip;                    /* clip limit L for INT8 / INT32 (0: no clip in INT32) */
-    uint64_t *w;                 /* [groups][nw][BNN_GROUP] words, negated for neg channels */
+    uint64_t *w;                 /* [groups][2][nw][8] words, negated for neg channels */
     uint16_t *c1;                /* [groups * BNN_GROUP]: bit = (mismatches < c1), BITS mode */
     uint64_t *padpix;            /* [cw]: the words of one padded pixel */
 } bnn_bconv;

@@ -214,7 +214,7 @@ int bnn_bconv_prepare(const bnn_conv_shape *s, const uint64_t *w, const int32_t 
                         word = ~word & real;
                     }
                 }
-                l->w[((size_t)g * l->nw + j) * BNN_GROUP + i] = word;
+                l->w[bnn__widx(l->nw, g, i, j)] = word;
             }
             if (mode == BNN_OUT_BITS) {
                 /* Fold the threshold into the mismatch domain: bit = (M < c1).

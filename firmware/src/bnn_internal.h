@@ -7,6 +7,14 @@
 const uint64_t *bnn__pad_bits(const bnn_bconv *l, const uint64_t *in, uint64_t *buf);
 const int8_t *bnn__pad_codes(const bnn_mbconv *l, const int8_t *in, int8_t *buf);
 
+/* Index of the word of window position j, output channel g * 16 + i, in a prepared binary
+ * layer: [group][half][j][8 channels]. Each 8-channel half is contiguous over the window, so a
+ * kernel streams it with one pointer; two channels share a 128-bit register. */
+static inline size_t bnn__widx(int nw, int g, int i, int j)
+{
+    return (((size_t)g * 2 + (size_t)(i >> 3)) * nw + j) * 8 + (size_t)(i & 7);
+}
+
 /* Portable 64-bit popcount: the compiler's builtin where there is one, else SWAR. */
 static inline int bnn__popcount64(uint64_t x)
 {

@@ -139,7 +139,7 @@ static inline void load4(const uint8_t *p, uint8x16_t v[4])
  * post-increment loads, the eight 16-bit accumulators are outputs. Disable with -DBNN_NO_ASM
  * (the intrinsics then run everywhere, as on ARMv7 and SIMDe). */
 #define BNN_ASM9 1
-#define BNN_LD8 "ld1 {v16.16b-v19.16b}, [%[wp]], #64\n\tld1 {v20.16b-v23.16b}, [%[wp]], #64\n\t"
+#define BNN_LD8 "ld1 {v16.16b-v19.16b}, [%[wp]], #64\n\tld1 {v20.16b-v23.16b}, [%[wq]], #64\n\t"
 #define BNN_EOR8(x)                                                                           \
     "eor v16.16b, v16.16b, " x ".16b\n\teor v17.16b, v17.16b, " x ".16b\n\t"                  \
     "eor v18.16b, v18.16b, " x ".16b\n\teor v19.16b, v19.16b, " x ".16b\n\t"                  \
@@ -159,7 +159,7 @@ static inline __attribute__((always_inline)) void group16_asm9(const uint8x16_t 
                                                                const uint64_t *w,
                                                                uint16x8_t a[8])
 {
-    const uint64_t *wp = w;
+    const uint64_t *wp = w, *wq = w + 9 * 8;
     __asm__(BNN_STEP("%[x0]", "uaddlp") BNN_STEP("%[x1]", "uadalp")
             BNN_STEP("%[x2]", "uadalp") BNN_STEP("%[x3]", "uadalp")
             BNN_STEP("%[x4]", "uadalp") BNN_STEP("%[x5]", "uadalp")
@@ -167,7 +167,7 @@ static inline __attribute__((always_inline)) void group16_asm9(const uint8x16_t 
             BNN_STEP("%[x8]", "uadalp")
             : [a0] "=&w"(a[0]), [a1] "=&w"(a[1]), [a2] "=&w"(a[2]), [a3] "=&w"(a[3]),
               [a4] "=&w"(a[4]), [a5] "=&w"(a[5]), [a6] "=&w"(a[6]), [a7] "=&w"(a[7]),
-              [wp] "+r"(wp)
+              [wp] "+r"(wp), [wq] "+r"(wq)
             : [x0] "w"(xv[0]), [x1] "w"(xv[1]), [x2] "w"(xv[2]), [x3] "w"(xv[3]),
               [x4] "w"(xv[4]), [x5] "w"(xv[5]), [x6] "w"(xv[6]), [x7] "w"(xv[7]),
               [x8] "w"(xv[8]),
@@ -177,43 +177,56 @@ static inline __attribute__((always_inline)) void group16_asm9(const uint8x16_t 
             : "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23");
 }
 
-/* Two horizontally adjacent output pixels x 8 output channels, window of 9 words: the weights
- * are loaded once for both pixels (one 4-register load per window word feeds 24 vector
- * operations instead of 12). Uses all 32 vector registers: 18 window words, 8 accumulators,
- * 4 weights, 2 temporaries. wp points at the 8 channels' words of window word 0; the next
- * window word is 128 bytes further (16-channel groups, bnn_bconv_prepare). */
+/* Two horizontally adjacent output pixels, all output channels, window of 9 words, thresholded:
+ * one loop in assembly over the 8-channel halves. Each weight load feeds both pixels (24 vector
+ * operations per 4-register load instead of 12). Registers: 18 window words (both pixels),
+ * 4 weights (v16-v19), 2 temporaries (v20, v21), 8 accumulators: all 32. Per half: 9 steps,
+ * reduction to 8 mismatch counts per pixel, comparison with the 8 thresholds (M < c1), and the
+ * masks stored interleaved: 8 bytes pixel A, 8 bytes pixel B. */
 #define BNN_PAIR_HALF(w, t, xa, xb, ia, ib, op)                                               \
     "eor " t ".16b, " w ".16b, " xa ".16b\n\teor " w ".16b, " w ".16b, " xb ".16b\n\t"        \
     "cnt " t ".16b, " t ".16b\n\tcnt " w ".16b, " w ".16b\n\t"                                \
-    op " %[" ia "].8h, " t ".16b\n\t" op " %[" ib "].8h, " w ".16b\n\t"
+    op " " ia ".8h, " t ".16b\n\t" op " " ib ".8h, " w ".16b\n\t"
 #define BNN_PAIR_STEP(xa, xb, op)                                                             \
-    "ld1 {v16.16b-v19.16b}, [%[wp]], %[st]\n\t"                                               \
-    BNN_PAIR_HALF("v16", "v20", xa, xb, "a0", "b0", op)                                       \
-    BNN_PAIR_HALF("v17", "v21", xa, xb, "a1", "b1", op)                                       \
-    BNN_PAIR_HALF("v18", "v20", xa, xb, "a2", "b2", op)                                       \
-    BNN_PAIR_HALF("v19", "v21", xa, xb, "a3", "b3", op)
+    "ld1 {v16.16b-v19.16b}, [%[wp]], #64\n\t"                                                 \
+    BNN_PAIR_HALF("v16", "v20", xa, xb, "v22", "v26", op)                                     \
+    BNN_PAIR_HALF("v17", "v21", xa, xb, "v23", "v27", op)                                     \
+    BNN_PAIR_HALF("v18", "v20", xa, xb, "v24", "v28", op)                                     \
+    BNN_PAIR_HALF("v19", "v21", xa, xb, "v25", "v29", op)
 
-static inline __attribute__((always_inline)) void pair8_asm9(const uint8x16_t *xa,
-                                                             const uint8x16_t *xb,
-                                                             const uint64_t *w,
-                                                             uint16x8_t a[4], uint16x8_t b[4])
+static inline __attribute__((always_inline)) void pair_asm9(const uint8x16_t *xa,
+                                                            const uint8x16_t *xb,
+                                                            const uint64_t *w,
+                                                            const uint16_t *c1, int halves,
+                                                            uint8_t *masks)
 {
     const uint64_t *wp = w;
-    __asm__(BNN_PAIR_STEP("%[p0]", "%[q0]", "uaddlp") BNN_PAIR_STEP("%[p1]", "%[q1]", "uadalp")
-            BNN_PAIR_STEP("%[p2]", "%[q2]", "uadalp") BNN_PAIR_STEP("%[p3]", "%[q3]", "uadalp")
-            BNN_PAIR_STEP("%[p4]", "%[q4]", "uadalp") BNN_PAIR_STEP("%[p5]", "%[q5]", "uadalp")
-            BNN_PAIR_STEP("%[p6]", "%[q6]", "uadalp") BNN_PAIR_STEP("%[p7]", "%[q7]", "uadalp")
-            BNN_PAIR_STEP("%[p8]", "%[q8]", "uadalp")
-            : [a0] "=&w"(a[0]), [a1] "=&w"(a[1]), [a2] "=&w"(a[2]), [a3] "=&w"(a[3]),
-              [b0] "=&w"(b[0]), [b1] "=&w"(b[1]), [b2] "=&w"(b[2]), [b3] "=&w"(b[3]),
-              [wp] "+r"(wp)
-            : [p0] "w"(xa[0]), [p1] "w"(xa[1]), [p2] "w"(xa[2]), [p3] "w"(xa[3]),
-              [p4] "w"(xa[4]), [p5] "w"(xa[5]), [p6] "w"(xa[6]), [p7] "w"(xa[7]),
-              [p8] "w"(xa[8]), [q0] "w"(xb[0]), [q1] "w"(xb[1]), [q2] "w"(xb[2]),
-              [q3] "w"(xb[3]), [q4] "w"(xb[4]), [q5] "w"(xb[5]), [q6] "w"(xb[6]),
-              [q7] "w"(xb[7]), [q8] "w"(xb[8]), [st] "r"((uint64_t)128),
-              "m"(*(const struct { uint64_t v[9 * BNN_GROUP]; } *)w)
-            : "v16", "v17", "v18", "v19", "v20", "v21");
+    const uint16_t *cp = c1;
+    uint8_t *mp = masks;
+    uint64_t n = (uint64_t)halves;
+    __asm__ volatile(
+        "1:\n\t"
+        BNN_PAIR_STEP("%[p0]", "%[q0]", "uaddlp") BNN_PAIR_STEP("%[p1]", "%[q1]", "uadalp")
+        BNN_PAIR_STEP("%[p2]", "%[q2]", "uadalp") BNN_PAIR_STEP("%[p3]", "%[q3]", "uadalp")
+        BNN_PAIR_STEP("%[p4]", "%[q4]", "uadalp") BNN_PAIR_STEP("%[p5]", "%[q5]", "uadalp")
+        BNN_PAIR_STEP("%[p6]", "%[q6]", "uadalp") BNN_PAIR_STEP("%[p7]", "%[q7]", "uadalp")
+        BNN_PAIR_STEP("%[p8]", "%[q8]", "uadalp")
+        "addp v22.8h, v22.8h, v23.8h\n\taddp v24.8h, v24.8h, v25.8h\n\t"
+        "addp v26.8h, v26.8h, v27.8h\n\taddp v28.8h, v28.8h, v29.8h\n\t"
+        "addp v22.8h, v22.8h, v24.8h\n\taddp v26.8h, v26.8h, v28.8h\n\t"
+        "ld1 {v16.8h}, [%[cp]], #16\n\t"
+        "cmhi v17.8h, v16.8h, v22.8h\n\tcmhi v18.8h, v16.8h, v26.8h\n\t"
+        "xtn v17.8b, v17.8h\n\txtn v18.8b, v18.8h\n\t"
+        "st1 {v17.8b}, [%[mp]], #8\n\tst1 {v18.8b}, [%[mp]], #8\n\t"
+        "subs %[n], %[n], #1\n\t"
+        "b.ne 1b\n\t"
+        : [wp] "+r"(wp), [cp] "+r"(cp), [mp] "+r"(mp), [n] "+r"(n)
+        : [p0] "w"(xa[0]), [p1] "w"(xa[1]), [p2] "w"(xa[2]), [p3] "w"(xa[3]),
+          [p4] "w"(xa[4]), [p5] "w"(xa[5]), [p6] "w"(xa[6]), [p7] "w"(xa[7]), [p8] "w"(xa[8]),
+          [q0] "w"(xb[0]), [q1] "w"(xb[1]), [q2] "w"(xb[2]), [q3] "w"(xb[3]),
+          [q4] "w"(xb[4]), [q5] "w"(xb[5]), [q6] "w"(xb[6]), [q7] "w"(xb[7]), [q8] "w"(xb[8])
+        : "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27",
+          "v28", "v29", "cc", "memory");
 }
 #endif
 
@@ -236,12 +249,12 @@ static inline __attribute__((always_inline)) void group16(const uint8x16_t *xv,
         return;
     }
 #endif
-    /* one pointer walks the weights so that the loads use post-increment addressing */
-    const uint8_t *wp = (const uint8_t *)w;
+    /* two pointers walk the two 8-channel halves (post-increment addressing) */
+    const uint8_t *wp = (const uint8_t *)w, *wq = (const uint8_t *)(w + (size_t)nw * 8);
     load4(wp, wv);
     wp += 64;
-    load4(wp, wv + 4);
-    wp += 64;
+    load4(wq, wv + 4);
+    wq += 64;
     /* the first word initialises the accumulators (vpaddl), the rest accumulate (vpadal) */
     for (i = 0; i < 8; i++)
         a[i] = vpaddlq_u8(vcntq_u8(veorq_u8(xv[0], wv[i])));
@@ -249,8 +262,8 @@ static inline __attribute__((always_inline)) void group16(const uint8x16_t *xv,
     for (j = 1; j < nw; j++) {
         load4(wp, wv);
         wp += 64;
-        load4(wp, wv + 4);
-        wp += 64;
+        load4(wq, wv + 4);
+        wq += 64;
         for (i = 0; i < 8; i++)
             a[i] = vpadalq_u8(a[i], vcntq_u8(veorq_u8(xv[j], wv[i])));
     }
@@ -263,7 +276,8 @@ static inline __attribute__((always_inline)) void group16(const uint8x16_t *xv,
         a[i] = vdupq_n_u32(0);
     BNN_UNROLL
     for (j = 0; j < nw; j++) {
-        load8(w + (size_t)j * BNN_GROUP, wv);
+        load4((const uint8_t *)(w + (size_t)j * 8), wv);
+        load4((const uint8_t *)(w + (size_t)(nw + j) * 8), wv + 4);
         for (i = 0; i < 8; i++)
             a[i] = vpadalq_u16(a[i], vpaddlq_u8(vcntq_u8(veorq_u8(xv[j], wv[i]))));
     }
@@ -419,66 +433,65 @@ static inline __attribute__((always_inline)) void bconv_body(const bnn_bconv *l,
 }
 
 #ifdef BNN_ASM9
-/* 3x3 window of 9 words, thresholded output: interior pixels in horizontal pairs (pair8_asm9),
+/* Interleaved masks of pixel pair (A, B), 8 bytes each per 8-channel half -> packed words. */
+static inline void pack_pair_masks(const uint8_t *m, int groups, int ocw, uint64_t *oa,
+                                   uint64_t *ob)
+{
+    int g = 0, q;
+    for (; g + 4 <= groups; g += 4, m += 128) {
+        uint8x16_t ma[4], mb[4];
+        for (q = 0; q < 4; q++) {
+            /* 32 bytes = [A half 0, B half 0, A half 1, B half 1] of one 16-channel group */
+            uint64x2x2_t v = vld2q_u64((const uint64_t *)(m + 32 * q));
+            ma[q] = vreinterpretq_u8_u64(v.val[0]);
+            mb[q] = vreinterpretq_u8_u64(v.val[1]);
+        }
+        oa[g >> 2] = masks_to_bits64(ma);
+        ob[g >> 2] = masks_to_bits64(mb);
+    }
+    if (g < groups) {
+        uint64_t wa = 0, wb = 0;
+        for (q = 0; g + q < groups; q++, m += 32) {
+            uint64x2x2_t v = vld2q_u64((const uint64_t *)m);
+            wa |= (uint64_t)masks_to_bits16(vreinterpretq_u8_u64(v.val[0])) << (16 * q);
+            wb |= (uint64_t)masks_to_bits16(vreinterpretq_u8_u64(v.val[1])) << (16 * q);
+        }
+        oa[g >> 2] = wa;
+        ob[g >> 2] = wb;
+        g += 4;
+    }
+    for (g >>= 2; g < ocw; g++)
+        oa[g] = ob[g] = 0;
+}
+
+/* 3x3 window of 9 words, thresholded output: interior pixels in horizontal pairs (pair_asm9),
  * border pixels and an odd last pixel one at a time. */
-static void bconv_3x3_pairs(const bnn_bconv *l, const uint64_t *src, void *out)
+static void bconv_3x3_pairs(const bnn_bconv *l, const uint64_t *src, void *out, uint8_t *masks)
 {
     const int cw = l->cw, stride = l->s.stride, pad = l->s.pad, groups = l->groups;
-    const int ocw = l->ocw;
+    const int ocw = l->ocw, kw = l->s.kw;
     const size_t row_stride = (size_t)l->s.w * cw;
     uint8x16_t xa[9], xb[9];
-    int oy, ox, g, half;
-    for (oy = 0; oy < l->ho; oy++)
+    int oy, ox;
+    for (oy = 0; oy < l->ho; oy++) {
+        int iy0 = oy * stride - pad;
+        int rows_in = iy0 >= 0 && iy0 + 3 <= l->s.h;
         for (ox = 0; ox < l->wo;) {
-            int iy0 = oy * stride - pad, ixa = ox * stride - pad, ixb = ixa + stride;
-            if (!(ox + 1 < l->wo && iy0 >= 0 && iy0 + 3 <= l->s.h && ixa >= 0 &&
-                  ixb + l->s.kw <= l->s.w)) {
+            int ixa = ox * stride - pad, ixb = ixa + stride;
+            if (rows_in && ox + 1 < l->wo && ixa >= 0 && ixb + kw <= l->s.w) {
+                const uint64_t *ra = src + (size_t)iy0 * row_stride + (size_t)ixa * cw;
+                uint64_t *oa = (uint64_t *)out + ((size_t)oy * l->wo + ox) * ocw;
+                load_window(ra, row_stride, 3, 3, xa);
+                load_window(ra + (size_t)stride * cw, row_stride, 3, 3, xb);
+                pair_asm9(xa, xb, l->w, l->c1, 2 * groups, masks);
+                pack_pair_masks(masks, groups, ocw, oa, oa + ocw);
+                ox += 2;
+            } else {
                 bconv_pixel(l, src, out, xa, 3, 3, oy, ox);
                 ox++;
-                continue;
-            }
-            {
-                size_t pix = (size_t)oy * l->wo + ox;
-                uint64_t *oa = (uint64_t *)out + pix * ocw, *ob = oa + ocw;
-                uint64_t wa = 0, wb = 0;
-                uint8x16_t qa[4], qb[4];
-                const uint64_t *w = l->w;
-                load_window(src + (size_t)iy0 * row_stride + (size_t)ixa * cw, row_stride, 3, 3,
-                            xa);
-                load_window(src + (size_t)iy0 * row_stride + (size_t)ixb * cw, row_stride, 3, 3,
-                            xb);
-                for (g = 0; g < groups; g++, w += 9 * BNN_GROUP) {
-                    uint8x8_t ma[2], mb[2];
-                    for (half = 0; half < 2; half++) {
-                        uint16x8_t a[4], b[4];
-                        uint16x8_t c = vld1q_u16(l->c1 + g * BNN_GROUP + 8 * half);
-                        pair8_asm9(xa, xb, w + 8 * half, a, b);
-                        ma[half] = vmovn_u16(vcltq_u16(
-                            pairsum_u16(pairsum_u16(a[0], a[1]), pairsum_u16(a[2], a[3])), c));
-                        mb[half] = vmovn_u16(vcltq_u16(
-                            pairsum_u16(pairsum_u16(b[0], b[1]), pairsum_u16(b[2], b[3])), c));
-                    }
-                    qa[g & 3] = vcombine_u8(ma[0], ma[1]);
-                    qb[g & 3] = vcombine_u8(mb[0], mb[1]);
-                    if ((g & 3) == 3) {
-                        oa[g >> 2] = masks_to_bits64(qa);
-                        ob[g >> 2] = masks_to_bits64(qb);
-                    } else if (g + 1 == groups) {
-                        /* a last, partial word: 16 bits per group */
-                        int q;
-                        for (q = 0; q <= (g & 3); q++) {
-                            wa |= (uint64_t)masks_to_bits16(qa[q]) << (16 * q);
-                            wb |= (uint64_t)masks_to_bits16(qb[q]) << (16 * q);
-                        }
-                        oa[g >> 2] = wa;
-                        ob[g >> 2] = wb;
-                    }
-                }
-                for (g = (groups + 3) >> 2; g < ocw; g++)
-                    oa[g] = ob[g] = 0;
-                ox += 2;
             }
         }
+    }
 }
 #endif
 
@@ -510,7 +523,7 @@ void bnn_bconv_neon(const bnn_bconv *l, const uint64_t *in, void *out, void *scr
     if (kh == 3 && rw == 3) {
 #ifdef BNN_ASM9
         if (l->mode == BNN_OUT_BITS) {
-            bconv_3x3_pairs(l, src, out);
+            bconv_3x3_pairs(l, src, out, (uint8_t *)win);
             return;
         }
 #endif

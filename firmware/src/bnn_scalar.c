@@ -38,14 +38,14 @@ void bnn_bconv_scalar(const bnn_bconv *l, const uint64_t *in, void *out, void *s
             for (g = 0; g < l->groups; g++)
                 for (i = 0; i < BNN_GROUP; i++) {
                     int o = g * BNN_GROUP + i, m = 0;
-                    const uint64_t *w = l->w + (size_t)g * nw * BNN_GROUP + i;
+                    const uint64_t *w = l->w + bnn__widx(nw, g, i, 0);
                     if (o >= l->s.oc)
                         break;
                     for (ky = 0; ky < l->s.kh; ky++) {
                         const uint64_t *row =
                             src + ((size_t)(oy * l->s.stride + ky) * wp + ox * l->s.stride) * cw;
                         for (j = 0; j < rw; j++)
-                            m += bnn__popcount64(row[j] ^ w[(size_t)(ky * rw + j) * BNN_GROUP]);
+                            m += bnn__popcount64(row[j] ^ w[(size_t)(ky * rw + j) * 8]);
                     }
                     if (l->mode == BNN_OUT_BITS) {
                         if (m < l->c1[o])

@@ -51,15 +51,16 @@ def make(*args):
     assert not warnings, "compiler warnings:\n" + "\n".join(warnings)
 
 
-def build_harness(config, build_root, sanitize=False):
+def build_harness(config, build_root, sanitize=False, extra=""):
     target, impl, emulator = CONFIGS[config]
     require_tools("make", "gcc" if target == "host" else
                   {"aarch64": "aarch64-linux-gnu-gcc", "armv7": "arm-linux-gnueabihf-gcc"}[target])
     if emulator:
         require_tools(emulator)
-    build = Path(build_root) / (config + ("-san" if sanitize else ""))
+    tag = "".join(c if c.isalnum() else "_" for c in extra)
+    build = Path(build_root) / (config + ("-san" if sanitize else "") + tag)
     make(f"TARGET={target}", f"IMPL={impl}", f"BUILD={build}", f"SAN={int(sanitize)}",
-         "harness")
+         f"EXTRA_CFLAGS={extra}", "harness")
     return Harness(build / "bnn_harness", emulator, impl == "neon")
 
 

@@ -112,6 +112,8 @@ BCONV_CASES = [
     (32, 4, 4, 16, 2, 3, 1, 1, 1, INT32, 127, 0),   # saturating accumulator, 2x3 kernel
     (57, 4, 4, 16, 3, 3, 1, 1, 1, BITS, 255, 0),    # saturation folded into thresholds
     (20, 3, 3, 18, 3, 3, 1, 1, -1, INT32, 63, 9),   # saturation and clip
+    (64, 6, 7, 80, 3, 3, 1, 1, -1, BITS, 0, 0),     # pixel pairs, 4 + 1 groups
+    (32, 9, 10, 128, 3, 3, 2, 1, 1, BITS, 0, 0),    # pixel pairs with stride 2, 8 groups
 ]
 
 
@@ -166,6 +168,24 @@ def test_binary_conv(harness, tmp_path, case):
         for impl in harness.impls:
             got = _run_bconv(harness, impl, case, bits, wt, t, neg, tmp_path)
             assert_same(got, expected.astype(got.dtype), f"{pattern} data, impl {impl}")
+
+
+@pytest.mark.parametrize("config,extra", [
+    ("aarch64", "-DBNN_NO_ASM"),        # intrinsics only (no inline-assembly 3x3 blocks)
+    ("aarch64", "-DBNN_ACC32"),         # ablation: 32-bit accumulators
+    ("host-neon", "-DBNN_ACC32"),
+    ("host-neon", "-DBNN_FORCE_V7"),    # ARMv7 code paths (pairwise adds) through SIMDe
+])
+def test_binary_conv_variants(fw_root, tmp_path, config, extra):
+    """Compile-time variants give the same bits (paper 1's ablation must not change results)."""
+    from fw_helpers import build_harness
+    harness = build_harness(config, fw_root / "variants", extra=extra)
+    for case in (BCONV_CASES[0], BCONV_CASES[3], BCONV_CASES[7], BCONV_CASES[12],
+                 BCONV_CASES[14], BCONV_CASES[-1]):
+        bits, wt, t, neg, y = _bconv_data(case, 6)
+        expected = _expected_bconv(case, y, t, neg)
+        got = _run_bconv(harness, 1, case, bits, wt, t, neg, tmp_path)
+        assert_same(got, expected.astype(got.dtype), f"{config} {extra}")
 
 
 def test_binary_conv_one_corrupted_bit_fails(harnesses, tmp_path):

@@ -54,6 +54,25 @@ def test_lfc_mnist(config, lfc, mnist_batch, fw_root):
     assert_scores(got, expected, f"LFC on {len(images)} MNIST images ({config})")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_lfc_mnist_full(config, lfc, mnist, fw_root):
+    """All 10,000 MNIST test images; the accuracy equals the golden model's."""
+    images, labels = mnist
+    expected = golden.forward(lfc, images)
+    got = fw_run(lfc, images, config, fw_root / config)
+    assert_scores(got, expected, f"LFC on 10,000 MNIST images ({config})")
+    assert (np.argmax(got, axis=1) == labels).mean() > 0.98
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_cnv_random_sweep(config, cnv, fw_root):
+    x = np.random.default_rng(99).integers(0, 256, (64, 3, 32, 32), dtype=np.uint8)
+    assert_scores(fw_run(cnv, x, config, fw_root / config), golden.forward(cnv, x),
+                  f"CNV on 64 random images ({config})")
+
+
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_cnv_cifar10(config, cnv, cnv_batch, fw_root):
     x, expected = cnv_batch
@@ -61,10 +80,8 @@ def test_cnv_cifar10(config, cnv, cnv_batch, fw_root):
     assert_scores(got, expected, f"CNV on {len(x)} images ({config})")
 
 
-@pytest.mark.parametrize("config", list(CONFIGS))
-@pytest.mark.parametrize("which", range(4))
-def test_random_networks(config, which, fw_root):
-    for seed in (11, 12):
+def check_random_network(config, which, fw_root, seeds):
+    for seed in seeds:
         net = random_networks(seed)[which]
         x = random_images(net, 6, seed)
         expected = golden.forward(net, x)
@@ -74,6 +91,19 @@ def test_random_networks(config, which, fw_root):
             # the NEON build also holds the scalar twin: same scores
             got = fw_run(net, x, config, fw_root / config, tag=f"-{seed}", kernel="scalar")
             assert_scores(got, expected, f"{net.name} seed {seed} ({config}, scalar kernels)")
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("which", range(4))
+def test_random_networks(config, which, fw_root):
+    check_random_network(config, which, fw_root, (11,))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("which", range(4))
+def test_random_networks_sweep(config, which, fw_root):
+    check_random_network(config, which, fw_root, range(30, 36))
 
 
 def test_random_networks_are_not_trivial():
