@@ -80,7 +80,40 @@ def step_golden(ctx):
                                 "images_per_s": len(y) / float(np.median(times))}
 
 
-STEPS = [("model", step_model), ("golden", step_golden)]
+def _same_or_fail(what, got, expected):
+    if not np.array_equal(got, expected):
+        bad = int(np.argmax(np.any(got != expected, axis=1)))
+        raise BnnhwError(f"{what} differs from the golden model (first at image {bad})")
+
+
+def step_firmware(ctx):
+    """C firmware on the host: bit-exact check on every held-out image, then CPU latency."""
+    import tempfile
+
+    from .gen import firmware as fw
+    net, x = ctx["net"], ctx["x"]
+    _heading("firmware (C, host build; NEON kernels through SIMDe and the scalar twin)")
+    build = ctx["out"] / "firmware"
+    for kernel in ("neon", "scalar"):
+        scores = fw.run(net, x, target="host", build_dir=build, kernel=kernel)
+        _same_or_fail(f"firmware ({kernel} kernels)", scores, ctx["scores"])
+        print(f"{kernel:>6} kernels: {len(x)}/{len(x)} images bit-identical to the golden model")
+    runner = fw.generate(net, build, target="host")
+    with tempfile.TemporaryDirectory(prefix="bnnhw-demo-") as tmp:
+        inp = Path(tmp) / "in.bin"
+        fw.write_input(net, x[:64], inp)
+        proc = fw.run_runner(runner, "host", ["-k", "scalar", "-r", "21", inp,
+                                              Path(tmp) / "out.bin"])
+    line = [l for l in proc.stderr.splitlines() if l.startswith("time_per_image_ns_median")]
+    if proc.returncode or not line:
+        raise BnnhwError(f"firmware timing run failed: {proc.stderr.strip()[-200:]}")
+    ns = float(line[0].split()[1])
+    print(f"host CPU latency (scalar kernels, median of 21 runs of 64 images): "
+          f"{ns / 1000:.1f} us per image")
+    ctx["results"]["firmware"] = {"bit_exact_images": int(len(x)), "host_us_per_image": ns / 1000}
+
+
+STEPS = [("model", step_model), ("golden", step_golden), ("firmware", step_firmware)]
 
 
 def run_demo(args):
