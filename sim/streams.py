@@ -88,6 +88,9 @@ class StreamSource:
                 await RisingEdge(self.clk)
                 if _get(self.ready):
                     break
+                # Busy core: sleep until it raises ready instead of waking every cycle.
+                if not _get(self.ready):
+                    await RisingEdge(self.ready)
             self.accepted.append((self.cycles.now, tag))
             self.valid.value = 0
 
@@ -116,6 +119,9 @@ class StreamSink:
         while self.running:
             ready = 1 if (self.ready_prob >= 1.0 or self.rng.random() < self.ready_prob) else 0
             self.ready.value = ready
+            if ready and self.ready_prob >= 1.0 and not _get(self.valid):
+                # Idle output: sleep until the core raises valid (saves a wake-up per cycle).
+                await RisingEdge(self.valid)
             await RisingEdge(self.clk)
             if ready and _get(self.valid):
                 self.received.append((self.cycles.now, _get(self.payload)))
@@ -141,6 +147,8 @@ class StreamMonitor:
     async def run(self):
         pending = None   # payload offered and not taken at the previous edge
         while True:
+            if pending is None and not _get(self.valid):
+                await RisingEdge(self.valid)    # nothing to check until valid rises
             await RisingEdge(self.clk)
             valid, ready = _get(self.valid), _get(self.ready)
             payload = _get(self.payload) if valid else None

@@ -25,7 +25,7 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles, RisingEdge, Timer
 
 from streams import StreamMonitor, StreamSink, StreamSource, decode_field
 
@@ -56,12 +56,12 @@ def _beats_to_ints(beats):
     return [[int.from_bytes(bytes(b), "little") for b in image] for image in beats]
 
 
-async def _wait_for(cond, clk, progress, stall_cycles, what):
+async def _wait_for(cond, period, progress, stall_cycles, what):
     """Wait until ``cond()``; fail if ``progress()`` does not change for ``stall_cycles``."""
-    step = max(1, min(256, stall_cycles // 8))
+    step = max(1, min(1024, stall_cycles // 8))
     last, idle = progress(), 0
     while not cond():
-        await ClockCycles(clk, step)
+        await Timer(step * period, unit="ns")   # one wake-up per step, not per cycle
         now = progress()
         if now != last:
             last, idle = now, 0
@@ -115,7 +115,7 @@ async def network_stream(dut):
                 await source.send(image, tags=[i] * len(image))
                 dut._log.info("phase %s: image %d sent at cycle %d, %d score beats out",
                               phase["name"], i, cycles.now, len(sink.received) - out_start)
-            await _wait_for(lambda: len(sink.received) >= want, clk,
+            await _wait_for(lambda: len(sink.received) >= want, period,
                             lambda: (len(source.accepted), len(sink.received)),
                             int(cfg.get("stall_cycles", 100000)),
                             f"waiting for the scores of phase {phase['name']!r}")

@@ -17,6 +17,10 @@ from how Amaranth writes Verilog, not from design errors:
     against the golden model check the arithmetic.
 ``UNUSEDPARAM``
     Memory-inference parameters that Yosys' Verilog writer emits.
+``ASCRANGE``
+    Zero-width signals (``Signal(range(1))``: a counter or address over a single element,
+    e.g. a window row index when the kernel has one row in flight) are declared by Yosys'
+    writer as ``wire [-1:0]``; nothing reads them.
 
 Anything else (``%Error``, ``MULTIDRIVEN``, ``LATCH``, ``COMBDLY``, ``UNOPTFLAT``, ...) is a
 finding.
@@ -30,7 +34,7 @@ from .cocotb_run import simulator_env
 __all__ = ["WAIVERS", "lint"]
 
 WAIVERS = ("DECLFILENAME", "PROCASSINIT", "UNUSEDSIGNAL", "WIDTHEXPAND", "WIDTHTRUNC",
-           "UNUSEDPARAM")
+           "UNUSEDPARAM", "ASCRANGE")
 
 
 def lint(verilog_path, top=None, *, waivers=WAIVERS):

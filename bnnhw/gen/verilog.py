@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, ModelError, ToolError
+from ..errors import InputError, ToolError
 
 __all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "generate", "generate_component",
            "port_manifest", "layout_manifest", "to_verilog", "to_rtlil", "input_beats",

@@ -72,6 +72,38 @@ def _check_int(name, value, minimum):
     return value
 
 
+def _buffer_rows(height, width, kernel, stride, pad):
+    """Line buffer rows for a generator that never waits at row or frame changes.
+
+    At each change of output row (the next frame's first row included) the buffer must hold,
+    at once, the real rows of the current output row (its last window still reads them) and
+    every input row up to the last real row of the next output row, whose first window
+    follows at once. Rows are stored round-robin, so that is every row between the two
+    (unused rows included): ``newest - oldest + 1`` rows, minus one when the newest row can
+    share the oldest one's slot, i.e. when the oldest row is not needed by the next output
+    row and the columns the next first window needs of the newest row (``<= kernel-1-pad``)
+    lie left of the current last window (``(Wo-1)*stride - pad``), which frees them first.
+    Space alone decides, not timing: the rows are there however slowly the input arrives.
+    At least ``kernel`` rows are kept so that a window's rows never wrap twice.
+    """
+    ho = (height + 2 * pad - kernel) // stride + 1
+    wo = (width + 2 * pad - kernel) // stride + 1
+    columns_free = min(kernel - 1 - pad, width - 1) < (wo - 1) * stride - pad
+    rows = kernel
+    for oy in range(ho):
+        top = oy * stride - pad                           # frame-relative rows, may be < 0
+        oldest = max(top, 0)
+        if oy + 1 < ho:                                    # next output row, same frame
+            nxt = top + stride
+            newest = min(nxt + kernel - 1, height - 1)
+            shares = columns_free and oldest < nxt
+        else:                                              # first output row of the next frame
+            newest = height + min(kernel - 1 - pad, height - 1)
+            shares = columns_free
+        rows = max(rows, newest - oldest + 1 - int(shares))
+    return rows
+
+
 def _add_mod(value, step, modulus):
     """``(value + step) mod modulus`` for ``0 <= value < modulus`` and a constant ``step``."""
     step %= modulus
@@ -115,31 +147,42 @@ class SlidingWindow(wiring.Component):
 
     Notes
     -----
-    **Buffer.** One :class:`amaranth.lib.memory.Memory` of ``R = kernel + stride - 1`` rows of
-    the *unpadded* map (``R = kernel`` for stride 1), one pixel per word:
-    ``R * width * channels * bits`` bits (:attr:`memory_bits`). Padding is never stored: a read
-    outside the map yields ``pad_value`` lanes. Rows are stored round-robin by a global row
-    count that runs on across frames, so consecutive frames share the buffer seamlessly.
+    **Buffer.** One :class:`amaranth.lib.memory.Memory` of ``R`` rows of the *unpadded* map,
+    one pixel per word: ``R * width * channels * bits`` bits (:attr:`memory_bits`). Padding is
+    never stored: a read outside the map yields ``pad_value`` lanes. Rows are stored
+    round-robin by a global row count that runs on across frames, so consecutive frames share
+    the buffer seamlessly. ``R`` (:attr:`buffer_rows`) is sized, by space alone, so that the
+    reader never waits at a change of output row or of frame however the input arrives: at
+    each such change the buffer holds the current output row's rows (its last window still
+    reads them) and all rows up to the last one the next output row's first window reads,
+    the newest sharing the oldest one's slot when its needed columns are free by then. For
+    stride 1 and pad 0 that is ``2*kernel - 1`` rows (the next frame's first ``kernel - 1``
+    rows complete while the last window still reads the current frame's last ``kernel``
+    rows); for a 3x3 window with stride 1 and pad 1 it is ``kernel``; tiny maps may need a
+    little more. An input that can burst one pixel per cycle right after the change (the
+    first layer, or a FIFO in front) could do with fewer rows, as the next first window reads
+    its bottom row last (``kernel + 1`` suffice for 3x3, pad 0); an input that trickles in at
+    the rate of the matrix-vector unit before cannot: then each row less loses cycles at
+    every frame (``tests/hw/test_window.py::test_one_row_less_stalls``).
 
     **Throughput.** The reader issues one beat per cycle whenever the pixel it needs has been
     written (or is padding) and the output is free; with the output always ready it emits one
-    chunk per cycle. While the reader works on an output row (rows ``r0 .. r0+k-1``), the
-    writer fills the ``stride - 1`` free rows and then the slot of row ``r0`` column by column
-    behind the window's left edge, i.e. the ``stride`` new rows of the next output row: with an
-    input that keeps up, no stall occurs at row changes. A frame's
-    first window needs the frame's first ``kernel - pad`` rows, which can only partly be
-    preloaded while the previous frame's last window still holds the buffer, so a frame may
-    start with a short stall when ``pad`` is small (measured: 4 cycles per frame for a 3x3
-    window, pad 0, on a 6-pixel-wide map with one beat per pixel, none with pad 1, see
-    ``tests/hw/test_window.py::test_throughput_and_latency``; 22 cycles per 14112-beat frame
-    for CNV's conv1 geometry, 30x30x64, SIMD 32).
+    chunk per cycle. The writer overwrites a pixel as soon as no window still needs it: rows
+    above the current window at once, the current window's rows column by column behind its
+    left edge when no later output row reads them (on a frame's last output row, all of
+    them). So the next output row's rows, and the next frame's first rows, arrive while the
+    current one is still emitted: with an input valid every cycle and an output always ready,
+    every frame after the first takes exactly :attr:`cycles_per_frame` cycles (one output
+    beat per cycle, or one input pixel per cycle if there are more pixels than beats); only
+    the first frame waits for its first rows (``tests/hw/test_window.py::test_steady_state_*``
+    measure this).
 
     **Backpressure.** ``o_stream.ready`` low stalls the reader (the memory read data is held).
-    ``i_stream.ready`` is low only when the next pixel would overwrite a pixel that the
-    current output row still needs: its slot holds the current window's top row at a column
-    at or right of the window's left edge, or a later row. Input acceptance is thus limited
-    by the line buffer alone: the writer runs at most ``R`` rows ahead of the current window's
-    top row. ``i_stream.ready`` does not depend on ``i_stream.valid``.
+    ``i_stream.ready`` is low only when the next pixel would overwrite a pixel that a window
+    still needs (a row of the current window at or right of its left edge, a row a later
+    output row of the frame reads, or a row of the next frame). Input acceptance is thus
+    limited by the line buffer alone. ``i_stream.ready`` does not depend on
+    ``i_stream.valid``.
 
     **Latency.** A chunk leaves 2 cycles after the pixel it reads was accepted (write, then
     a registered memory read); :attr:`latency_cycles` gives the cycles from accepting the first
@@ -214,8 +257,12 @@ class SlidingWindow(wiring.Component):
 
     @property
     def buffer_rows(self):
-        """``R = kernel + stride - 1``: rows of the input map held in the line buffer."""
-        return self.kernel + self.stride - 1
+        """``R``: rows of the input map held in the line buffer (see the class notes).
+
+        ``2*kernel - 1`` for stride 1 and pad 0 (CNV's convolutions), ``kernel`` for a 3x3
+        window with stride 1 and pad 1; never less than ``kernel``.
+        """
+        return _buffer_rows(self.height, self.width, self.kernel, self.stride, self.pad)
 
     @property
     def memory_bits(self):
@@ -251,7 +298,12 @@ class SlidingWindow(wiring.Component):
 
     @property
     def cycles_per_frame(self):
-        """Steady-state cycles per frame: the larger of output beats and input pixels."""
+        """Steady-state cycles per frame: the larger of output beats and input pixels.
+
+        Exact for back-to-back frames with an input valid every cycle and an output always
+        ready: the line buffer (:attr:`buffer_rows`) is sized so that neither side waits at
+        row or frame changes.
+        """
         return max(self.out_height * self.out_width * self.beats_per_vector,
                    self.height * self.width)
 
@@ -333,14 +385,24 @@ class SlidingWindow(wiring.Component):
         b_g = Signal(range(G))
         b_pad = Signal()
 
-        # Writer: it writes row Gw into slot Gw mod R, which holds row Gw - R = Gr + j.
-        # Rows below Gr are dead. A row Gr + j with j < s is needed only by the current output
-        # row (the next one starts at Gr + s), and only at columns >= c0, provided it is a real
-        # row of the reader's frame (below it lie the next frame's rows).
+        # Writer: it writes row Gw into slot Gw mod R, which holds row Gw - R = Gr + j, row
+        # r0 + j of the reader's frame. It may overwrite that row (at column wx) unless the
+        # reader still needs it there:
+        # - rows above the window (j < 0) or of the previous frame (r0 + j < 0) are dead;
+        # - rows below the frame (r0 + j >= H) are the next frame's, not read yet;
+        # - a later output row of this frame needs rows r0 + j, s <= j, up to its last one;
+        # - the current output row needs rows j < k at columns >= c0 (its windows move right).
+        # On the frame's last output row every row is thus freed behind the window, so the
+        # next frame's first rows stream in while the last windows are still emitted.
         j = Signal(d_shape)
-        m.d.comb += j.eq(D - R)
+        rr = Signal(signed(max(d_shape.width, r0.shape().width) + 1))
+        m.d.comb += [j.eq(D - R), rr.eq(r0 + j)]
+        last_used = (Ho - 1) * s - p + k - 1       # last row any output row reads (may be pad)
+        needed_later = Signal()
+        m.d.comb += needed_later.eq((oy != Ho - 1) & (j >= s) & (rr <= last_used))
         may_write = Signal()
-        m.d.comb += may_write.eq((j < 0) | ((j < s) & (wx < c0) & (r0 + j < H)))
+        m.d.comb += may_write.eq((j < 0) | (rr < 0)
+                                 | ((rr < H) & ~needed_later & ((wx < c0) | (j >= k))))
         m.d.comb += self.i_stream.ready.eq(may_write)
         w_fire = Signal()
         w_row_done = Signal()

@@ -30,3 +30,22 @@ def test_lint_catches_real_problems(tmp_path):
                    "  assign r = l;\nendmodule\n")
     code, counts, out = lint(bad, "bad")
     assert code != 0 and "LATCH" in out and counts.get("LATCH") == 1
+
+
+def test_lint_network_cores(tmp_path):
+    # A small conv network (input quantizer, sliding windows, MVTUs, pool, score serializer)
+    # and a dense one with padded PE / SIMD cover every hardware component kind.
+    import numpy as np
+
+    from bnnhw.gen import generate
+    from conftest import random_conv_network, random_dense_network
+    rng = np.random.default_rng(9)
+    cnv = random_conv_network(rng)
+    m = generate(cnv, tmp_path / "cnv", folding={"conv0": {"PE": 2, "SIMD": 3},
+                                                  "conv1": {"PE": 3, "SIMD": 2},
+                                                  "fc2": {"PE": 2, "SIMD": 4}})
+    _check(tmp_path / "cnv" / m["verilog"], m["top"])
+    mlp = random_dense_network(rng, (7, 3), input_hw=(3, 5))
+    m = generate(mlp, tmp_path / "mlp", folding={"fc0": {"PE": 4, "SIMD": 6},
+                                                  "fc1": {"PE": 2, "SIMD": 7}})
+    _check(tmp_path / "mlp" / m["verilog"], m["top"])

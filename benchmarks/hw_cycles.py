@@ -1,0 +1,183 @@
+"""Simulated cycles per image and latency of the generated cores, beside the manifest estimates.
+
+For LFC (``lfcW1A1_mnist``, MNIST test images) and CNV (``cnvW1A1_cifar10``, the reference
+images) at FINN's folding (``net.meta["folding"]``) and at a faster folding
+(:func:`bnnhw.hw.folding.auto_folding` for FINN's *published* image rate at 100 MHz), the
+generated Verilog is simulated with cocotb under Verilator, images streamed back to back
+without gaps or backpressure. Every score is checked against the golden model. Reported:
+
+* cycles per image: interval between the last score beats of successive images (steady
+  state, must equal the manifest's ``cycles_per_image``), and images/s at 100 MHz;
+* latency: first input beat to last score beat of the first image (empty pipeline);
+* per layer: the manifest's cycles per image of every stage (the slowest one sets the rate);
+* Verilator speed: simulated cycles per wall-clock second (cocotb driving the streams), and
+  the build time (C++ compile, cached by Verilog hash under ``build/hw_cycles``).
+
+Run::
+
+    .venv/bin/python benchmarks/hw_cycles.py [--images 3] [--only lfc|cnv]
+
+Writes ``build/hw_cycles/results.json`` and the "Hardware" section of BENCHMARKS.md.
+"""
+
+import argparse
+import gzip
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import bnnhw  # noqa: E402
+from bnnhw import golden  # noqa: E402
+from bnnhw.gen import generate  # noqa: E402
+from bnnhw.gen.cocotb_run import run_testbench  # noqa: E402
+from bnnhw.hw.folding import auto_folding, load_folding  # noqa: E402
+from report import ROOT, SHARED_DATA, markdown_table, update_section  # noqa: E402
+
+OUT = ROOT / "build" / "hw_cycles"
+COMMAND = ".venv/bin/python benchmarks/hw_cycles.py"
+CLOCK_HZ = 100e6
+FINN = {
+    "lfc": {"file": "lfcW1A1_mnist.npz", "lut": 28360, "images_per_second": 356633},
+    "cnv": {"file": "cnvW1A1_cifar10.npz", "lut": 26072, "images_per_second": 9150,
+            "latency_us": 527},
+}
+CLEAN = [{"name": "clean", "valid_prob": 1.0, "ready_prob": 1.0}]
+
+
+def mnist(count):
+    with gzip.open(SHARED_DATA / "mnist" / "t10k-images-idx3-ubyte.gz", "rb") as f:
+        raw = f.read()
+    return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)[:count].copy()
+
+
+def cifar(count):
+    v = np.load(SHARED_DATA / "bnn-pynq" / "vectors" / "vectors_cnvW1A1_cifar10.npz")
+    x = v["images_hwc_u8"].transpose(0, 3, 1, 2)
+    reps = -(-count // x.shape[0])
+    return np.concatenate([x] * reps)[:count].copy()
+
+
+def measure(key, fold_name, folding, images, opt):
+    net = bnnhw.load_model(SHARED_DATA / "bnn-pynq" / FINN[key]["file"])
+    x = mnist(images) if key == "lfc" else cifar(images)
+    gen_dir = OUT / f"{key}-{fold_name}" / "core"
+    t = time.monotonic()
+    manifest = generate(net, gen_dir, folding=folding, inputs=x)
+    gen_seconds = time.monotonic() - t
+    r = run_testbench(gen_dir, simulator="verilator", phases=CLEAN, verilator_opt=opt,
+                      build_dir=OUT / f"{key}-{fold_name}" / "sim-verilator")
+    if not r["passed"]:
+        raise SystemExit(f"{key} {fold_name}: simulation failed: {r['errors'][:3]}")
+    clean = r["phases"][0]
+    if clean["scores"] != golden.forward(net, x).tolist():
+        raise SystemExit(f"{key} {fold_name}: scores differ from the golden model")
+    core = manifest["core"]
+    return {
+        "model": key, "folding_name": fold_name, "folding": manifest["folding"],
+        "images": images, "generate_seconds": round(gen_seconds, 1),
+        "build_seconds": round(r["build"]["seconds"], 1), "run_seconds": round(r["run_seconds"], 1),
+        "sim_cycles": r["sim_cycles"],
+        "cycles_per_second": r["sim_cycles"] / r["run_seconds"],
+        "intervals": clean["intervals"], "latency": clean["latency"][0],
+        "cycles_per_image_estimate": core["cycles_per_image"],
+        "latency_estimate": core["latency_cycles_estimate"],
+        "bottleneck": core["bottleneck"], "stage_cycles": core["stage_cycles_per_image"],
+        "layers": [{k: layer[k] for k in ("name", "PE", "SIMD", "K", "O", "cycles_per_image")}
+                   for layer in core["layers"]],
+    }
+
+
+def render(results):
+    rows = []
+    for r in results:
+        cpi = r["intervals"][-1] if r["intervals"] else None
+        finn = FINN[r["model"]]
+        rows.append([
+            r["model"].upper(), r["folding_name"], r["images"], cpi,
+            r["cycles_per_image_estimate"], "yes" if cpi == r["cycles_per_image_estimate"]
+            else "**no**", f"{CLOCK_HZ / cpi:,.0f}" if cpi else "-",
+            f"{finn['images_per_second']:,}", r["latency"], r["latency_estimate"],
+            f"{r['latency'] / CLOCK_HZ * 1e6:,.1f}",
+        ])
+    body = [
+        "Generated Verilog simulated with cocotb under Verilator (images back to back, no "
+        "valid gaps or backpressure), every score checked against the golden model. "
+        "Cycles per image = interval between successive images' last score beats; latency = "
+        "first input beat to last score beat of the first image. FINN figures: BNN-PYNQ on "
+        "xc7z020 at 100 MHz (published).",
+        "",
+        f"Command: `{COMMAND} --images {results[0]['images'] if results else 3}`  ",
+        f"Host: {platform.processor() or platform.machine()}, Python {platform.python_version()}",
+        "",
+        markdown_table(["model", "folding", "images", "cycles/image (sim)",
+                        "cycles/image (manifest)", "equal", "images/s @100 MHz",
+                        "FINN images/s", "latency cycles (sim)", "latency (manifest est.)",
+                        "latency µs @100 MHz"], rows),
+        "",
+        "Per layer (manifest cycles per image of every stage; the slowest sets the rate):",
+        "",
+    ]
+    for r in results:
+        stage_rows = [[name, cycles, "**bottleneck**" if name == r["bottleneck"] else ""]
+                      for name, cycles in r["stage_cycles"].items()]
+        fold = ", ".join(f"{n} {f['PE']}x{f['SIMD']}" for n, f in r["folding"].items())
+        body += [f"**{r['model'].upper()}, {r['folding_name']} folding** (PE x SIMD: {fold})",
+                 "", markdown_table(["stage", "cycles/image", ""], stage_rows), ""]
+    finn_rows = [r for r in results if r["folding_name"] == "finn" and r["intervals"]]
+    if finn_rows:
+        parts = [f"{r['model'].upper()} {CLOCK_HZ / r['intervals'][-1]:,.0f} images/s "
+                 f"(bottleneck {r['bottleneck']}, {r['intervals'][-1]} cycles) against "
+                 f"{FINN[r['model']]['images_per_second']:,} published" for r in finn_rows]
+        body += ["Note: at the folding recorded in the BNN-PYNQ model files, the contract's "
+                 "cycle count `ceil(O/PE) * ceil(K/SIMD) * pixels` per layer gives "
+                 + "; ".join(parts) + " at 100 MHz, so FINN's published rates are not "
+                 "reachable with that folding at 100 MHz (they were presumably measured with "
+                 "another folding or clock). The \"fast\" rows use the cheapest folding that "
+                 "meets the published rate (`bnnhw.hw.folding.auto_folding`). Resources of "
+                 "these cores: see the hardware resources section.", ""]
+    body += ["Verilator simulation speed (cocotb drives and checks every stream beat):", "",
+             markdown_table(["model", "folding", "simulated cycles", "run s", "cycles/s",
+                             "C++ build s (0 = cached)", "generate s"],
+                            [[r["model"].upper(), r["folding_name"], r["sim_cycles"],
+                              r["run_seconds"], f"{r['cycles_per_second']:,.0f}",
+                              r["build_seconds"], r["generate_seconds"]] for r in results])]
+    return "\n".join(body)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=3)
+    ap.add_argument("--only", choices=["lfc", "cnv"])
+    ap.add_argument("--opt", default="balanced", help="Verilator C++ optimisation")
+    ap.add_argument("--no-report", action="store_true")
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    results = []
+    for key in ("lfc", "cnv"):
+        if args.only and key != args.only:
+            continue
+        net = bnnhw.load_model(SHARED_DATA / "bnn-pynq" / FINN[key]["file"])
+        foldings = {"finn": load_folding(net, None),
+                    "fast": auto_folding(net, images_per_second=FINN[key]["images_per_second"],
+                                         clock_hz=CLOCK_HZ)}
+        for name, folding in foldings.items():
+            t = time.monotonic()
+            r = measure(key, name, folding, args.images, args.opt)
+            print(f"{key} {name}: cycles/image {r['intervals']} (manifest "
+                  f"{r['cycles_per_image_estimate']}), latency {r['latency']} (est. "
+                  f"{r['latency_estimate']}), {r['cycles_per_second']:,.0f} cycles/s, "
+                  f"{time.monotonic() - t:.0f} s", flush=True)
+            results.append(r)
+    (OUT / "results.json").write_text(json.dumps(results, indent=1))
+    if not args.no_report:
+        update_section("Hardware", render(results))
+
+
+if __name__ == "__main__":
+    main()
