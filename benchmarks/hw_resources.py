@@ -24,6 +24,7 @@ Prints tables and writes the "Hardware resources" section of BENCHMARKS.md.
 import argparse
 import concurrent.futures as cf
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -49,6 +50,20 @@ OUT = ROOT / "build" / "hw_resources"
 CACHE = OUT / "cache"
 RESULTS = OUT / "results.json"
 COMMAND = ".venv/bin/python benchmarks/hw_resources.py"
+
+
+def source_revision():
+    """``git describe``-like tag of the sources measured: the commit, ``+changes`` when the
+    working tree differs from it (stored with every result)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
 
 #: BNN-PYNQ's published figures (xc7z020, 100 MHz, whole accelerator).
 FINN = {
@@ -108,8 +123,9 @@ class Store:
             tmp.replace(self.path)
 
 
-def run_jobs(jobs, workers, store, desc):
-    """Run ``[(key, label, fn)]`` at most ``workers`` at a time; failures are recorded."""
+def run_jobs(jobs, workers, store, desc, revision="unknown"):
+    """Run ``[(key, label, fn)]`` at most ``workers`` at a time; failures are recorded (any
+    exception, so that one broken job cannot lose the results of the others)."""
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -122,6 +138,9 @@ def run_jobs(jobs, workers, store, desc):
                 value = fn()
             except ToolError as e:
                 value = {"error": str(e)[:300]}
+            except Exception as e:  # noqa: BLE001 - recorded and reported, not hidden
+                value = {"error": f"{type(e).__name__}: {e}"[:300]}
+            value = dict(value, revision=revision)
             store.put(key, value)
             progress.update(task, advance=1,
                             last=f"{label} ({time.monotonic() - start:.0f} s)")
@@ -155,9 +174,18 @@ def synthesis_jobs(args, store):
                         rtlil = to_rtlil(comp, "top")
                     jobs.append((jkey, f"{key}/{fname}/{name}/{family}",
                                  lambda r=rtlil, f=family: resources.synthesize(
-                                     None, f, rtlil=r, timeout=args.timeout, cache_dir=CACHE,
-                             bram_min_bits=args.bram_min_bits)))
+                                     None, f, rtlil=r, timeout=family_timeout(args, f),
+                                     cache_dir=CACHE, bram_min_bits=args.bram_min_bits)))
     return jobs, plan
+
+
+def family_timeout(args, family):
+    """Seconds per synthesis run: ``--ice40-timeout`` for iCE40, ``--timeout`` otherwise.
+
+    ``synth_ice40`` of the big MVTUs is the slowest run: LFC fc0 / fc1 at FINN's folding took
+    499 / 572 s with 2 jobs on 2 shared cores, and the faster folding's MVTUs are about twice
+    as large, too close to the general 1200 s limit."""
+    return args.ice40_timeout if family == "ice40" else args.timeout
 
 
 def accumulator_jobs(args):
@@ -317,7 +345,8 @@ def report(store, plan, families):
              "-flatten -noiopad -noclkbuf` (LUT6 = logic LUTs + LUTs used as LUT RAM/SRL, as "
              "Vivado's *Slice LUTs*), `synth_ecp5` (LUT4 eq. = LUT4 + 2 x CCU2C + 4 x "
              "DPR16X4), `synth_ice40`. Each stage of `NetworkCore` (input quantizer, FIFOs, "
-             "sliding windows, width converters, MVTUs with their thresholds, pools, score "
+             "sliding windows, width converters (`PacketSerializer` in front of a dense layer fed "
+             "by an MVTU, else `WidthConverter`), MVTUs with their thresholds, pools, score "
              "serializer) is synthesized on its own and the stages of a layer are summed; "
              "**totals are sums of per-stage runs** (whole-network synthesis is too slow on 2 "
              "shared cores). Weight and threshold memories (Amaranth `Memory` with `init`) "
@@ -332,6 +361,13 @@ def report(store, plan, families):
              "aborts inside YoWASP on them, so they were mapped with plain ABC (`abc -lut 4`) "
              "instead; n/a: the run did not finish (see the list at the end).",
              "", f"Command: `{COMMAND} --jobs 2 --pnr --boards`", ""]
+    revs = sorted({v.get("revision", "unrecorded") for v in store.data.values()
+                   if isinstance(v, dict)})
+    if revs:
+        parts += ["Sources measured (git commit, `+changes`: with uncommitted changes; stored "
+                  "with every result): " + ", ".join(f"`{r}`" for r in revs)
+                  + ("; the P&R and board tables name the sources of each row." if len(revs) > 1
+                     else "."), ""]
     summary, tables = [], []
     for (key, fname), info in plan.items():
         desc = info["describe"]
@@ -357,10 +393,17 @@ def report(store, plan, families):
         if "xc7" in families:
             lut = totals["xc7"].get("lut", 0)
             mv = totals["xc7"].get("mvtu_lut", 0)
-            summary.append([desc["name"], title.split(" (")[0],
-                            f"{lut:,}" + (" (incomplete)" if missing["xc7"] else ""),
-                            f"{FINN[key]['lut']:,}", f"{lut / FINN[key]['lut']:.2f}",
-                            f"{mv:,} ({mv / FINN[key]['lut']:.2f})",
+            if len(missing["xc7"]) == len(info["stages"]):
+                cells = ["not run", "—", "—"]
+            elif missing["xc7"]:
+                # A lower bound only: the missing stages are listed at the end.
+                cells = [f"≥{lut:,} (incomplete)", f"≥{lut / FINN[key]['lut']:.2f}",
+                         f"≥{mv:,} (≥{mv / FINN[key]['lut']:.2f})"]
+            else:
+                cells = [f"{lut:,}", f"{lut / FINN[key]['lut']:.2f}",
+                         f"{mv:,} ({mv / FINN[key]['lut']:.2f})"]
+            summary.append([desc["name"], title.split(" (")[0], cells[0],
+                            f"{FINN[key]['lut']:,}", cells[1], cells[2],
                             f"{rate:,.0f}", f"{FINN[key]['images_per_second']:,}"])
     if summary:
         parts += ["Summary against FINN (xc7, LUT6; images/s at 100 MHz from the exact "
@@ -380,8 +423,18 @@ def report(store, plan, families):
     parts += pnr_report(store, plan)
     parts += board_report(store)
     errors = {k: v["error"] for k, v in store.data.items() if isinstance(v, dict) and "error" in v}
+    # Planned synthesis runs without any result: the benchmark was stopped before them (they
+    # come last in the run order: iCE40, then the faster folding).
+    for (key, fname), info in plan.items():
+        for stage in info["stages"]:
+            for fam in families:
+                jkey = f"synth/{key}/{fname}/{stage}/{fam}"
+                if store.get(jkey) is None:
+                    errors[jkey] = ("not run: the benchmark was stopped before this job "
+                                    "(rerun the command; finished runs are cached)")
     if errors:
         parts += ["#### Runs that did not finish", "",
+                  "Each `n/a` or `(incomplete)` above comes from one of these.", "",
                   markdown_table(["job", "error"],
                                  [[k, v.replace("|", "/")[:160]] for k, v in errors.items()]),
                   ""]
@@ -467,7 +520,8 @@ def pnr_report(store, plan):
             rows.append([info["describe"]["name"], e["name"],
                          ", ".join(f"{v:.1f}" for v in r["fmax_mhz"].values()),
                          _fmt(util.get("TRELLIS_COMB", {}).get("used")),
-                         _fmt(util.get("DP16KD", {}).get("used", 0)), f"{r['seconds']:.0f}"])
+                         _fmt(util.get("DP16KD", {}).get("used", 0)), f"{r['seconds']:.0f}",
+                         f"`{r.get('revision', 'unrecorded')}`"])
     if not rows:
         return []
     return ["### Fmax (ECP5, out of context)", "",
@@ -476,7 +530,7 @@ def pnr_report(store, plan):
             "--timing-allow-fail`; Fmax from `--report`. The network runs at the slowest "
             "stage's Fmax.", "",
             markdown_table(["network", "MVTU", "Fmax MHz", "TRELLIS_COMB", "DP16KD",
-                            "P&R seconds"], rows), ""]
+                            "P&R seconds", "sources"], rows), ""]
 
 
 def board_report(store):
@@ -493,7 +547,7 @@ def board_report(store):
                                                     "TRELLIS_FF", "DP16KD", "ICESTORM_DSP",
                                                     "TRELLIS_RAMW", "SB_IO", "TRELLIS_IO"))
         rows.append([k[6:], r["model"], f"{r['fmax_mhz']:.1f}", f"{r['target_mhz']}",
-                     used, f"{r['seconds']:.0f}"])
+                     used, f"{r['seconds']:.0f}", f"`{r.get('revision', 'unrecorded')}`"])
     if not rows:
         return []
     return ["### Boards", "",
@@ -501,7 +555,7 @@ def board_report(store):
             "`python -m boards.ulx3s`): the example network behind a UART (115200 baud), "
             "clock constrained above what it reaches to measure Fmax (`--timing-allow-fail`).",
             "", markdown_table(["board", "model", "Fmax MHz", "constraint MHz", "used/available",
-                                "build s"], rows), ""]
+                                "build s", "sources"], rows), ""]
 
 
 def _priority(job):
@@ -526,6 +580,8 @@ def main(argv=None):
                    choices=list(FAMILY_ORDER))
     p.add_argument("--jobs", type=int, default=2, help="parallel tool runs (at most 2)")
     p.add_argument("--timeout", type=float, default=1200, help="seconds per synthesis run")
+    p.add_argument("--ice40-timeout", type=float, default=3600,
+                   help="seconds per iCE40 synthesis run")
     p.add_argument("--pnr", action="store_true", help="ECP5 place and route of each MVTU")
     p.add_argument("--pnr-timeout", type=float, default=1200)
     p.add_argument("--boards", action="store_true", help="build the board bitstreams")
@@ -556,7 +612,7 @@ def main(argv=None):
         if not args.no_crosscheck:
             jobs += crosscheck_jobs(args, store)
         jobs.sort(key=_priority)
-        run_jobs(jobs, args.jobs, store, "synthesis")
+        run_jobs(jobs, args.jobs, store, "synthesis", source_revision())
     body = report(store, plan, [f for f in FAMILY_ORDER if f in args.families])
     print(body)
     if not args.no_write:

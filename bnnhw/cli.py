@@ -152,18 +152,129 @@ def _preview(values, n=10):
     return " ".join(map(str, values[:n])) + (" ..." if len(values) > n else "")
 
 
+def load_labels(path):
+    """Read a labels ``.npy`` file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.npy`` holding one integer class index per input, ``[N]``.
+
+    Returns
+    -------
+    numpy.ndarray of int64, ``[N]``
+
+    Raises
+    ------
+    bnnhw.errors.InputError
+        Missing or unreadable file, not a vector, not integers; the message names the file.
+    """
+    labels = load_input(path)
+    where = f"labels file {str(path)!r}"
+    if labels.ndim != 1:
+        raise InputError(f"{where} must hold a vector [N], not shape {list(labels.shape)}")
+    if labels.dtype.kind not in "iu":
+        raise InputError(f"{where} must hold integer class indices, not {labels.dtype}")
+    return labels.astype(np.int64)
+
+
+def check_labels(net, labels, n, source):
+    """Refuse labels that do not fit ``net`` or the ``n`` inputs they go with.
+
+    Parameters
+    ----------
+    net : bnnhw.model.Network
+    labels : numpy.ndarray of int, ``[N]``
+    n : int
+        Number of inputs the labels go with.
+    source : str
+        Where the labels come from, for the message (e.g. ``"labels file 'y.npy'"``).
+
+    Raises
+    ------
+    bnnhw.errors.InputError
+        A count mismatch, or the first label outside ``0 .. net.num_classes - 1`` (value and
+        index).
+    """
+    if labels.shape[0] != n:
+        raise InputError(f"{source}: {n} inputs but {labels.shape[0]} labels")
+    bad = (labels < 0) | (labels >= net.num_classes)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(f"{source}: label {int(labels[i])} at index {i} is not a class of "
+                         f"model {net.name!r} (0..{net.num_classes - 1})")
+
+
+def _digits_report(net, model_path):
+    """The training report recorded for ``net`` (next to the model, or the packaged example's),
+    when its fingerprint matches, else ``None``."""
+    from .examples import EXAMPLE_REPORT
+    fingerprint = net.fingerprint()
+    for candidate in (Path(model_path).with_suffix(".json"), EXAMPLE_REPORT):
+        try:
+            report = json.loads(candidate.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(report, dict) and report.get("fingerprint") == fingerprint:
+            return candidate, report
+    return None, None
+
+
+def _eval_data(args, net):
+    """``(images, labels, source, report)`` of the data set that ``eval`` was asked for."""
+    if args.mnist is not None:
+        images, labels = load_mnist(args.mnist)
+        return images, labels.astype(np.int64), f"MNIST folder {str(args.mnist)!r}", None
+    if args.digits:
+        from .examples import digits_split
+        if tuple(net.input_shape) != (1, 8, 8):
+            raise InputError(f"--digits needs a model of 8x8 grey images (input [1, 8, 8]); "
+                             f"model {net.name!r} takes {list(net.input_shape)}")
+        path, report = _digits_report(net, args.model)
+        split = (report or {}).get("split", {})
+        _, _, images, labels = digits_split(split.get("seed", 0),
+                                            split.get("test_fraction", 0.25))
+        return images, labels, "scikit-learn digits held-out split", (path, report)
+    if args.labels is None:
+        raise InputError("--inputs needs --labels Y.npy (integer class per input)")
+    images = load_input(args.inputs)
+    labels = load_labels(args.labels)
+    return images, labels, f"labels file {str(args.labels)!r}", None
+
+
 def cmd_eval(args):
     from . import golden
+    if args.labels is not None and args.inputs is None:
+        raise InputError("--labels goes with --inputs X.npy")
+    if args.limit < 0:
+        raise InputError(f"--limit must be a number of images >= 0 (0: all), not {args.limit}")
     net = _load_model(args.model)
-    images, labels = load_mnist(args.mnist)
+    images, labels, source, recorded = _eval_data(args, net)
+    images = golden.check_input(net, images)
+    check_labels(net, labels, images.shape[0], source)
     if args.limit:
         images, labels = images[:args.limit], labels[:args.limit]
     start = time.perf_counter()
     pred = golden.predict(net, images)
     seconds = time.perf_counter() - start
     correct = int((pred == labels).sum())
-    print(f"{net.name}: {correct}/{len(labels)} correct = {100 * correct / len(labels):.2f} % "
+    accuracy = correct / len(labels)
+    print(f"{net.name}: {correct}/{len(labels)} correct = {100 * accuracy:.2f} % "
           f"({len(labels) / seconds:,.0f} images/s, golden model)")
+    if recorded is not None:
+        path, report = recorded
+        if report is None:
+            print("  no training report with this model's fingerprint: nothing to compare")
+            return
+        expected = report["accuracy"]["golden_test"]
+        if args.limit and args.limit < report["split"]["test_images"]:
+            print(f"  --limit {args.limit}: not compared with the recorded accuracy ({path})")
+        elif correct != report["test_correct"] or abs(accuracy - expected) > 1e-12:
+            raise BnnhwError(f"held-out accuracy {100 * accuracy:.2f} % ({correct} correct) "
+                             f"differs from {100 * expected:.2f} % "
+                             f"({report['test_correct']} correct) recorded in {path}")
+        else:
+            print(f"  matches the {100 * expected:.2f} % recorded in {path}")
 
 
 def cmd_convert(args):
@@ -218,7 +329,7 @@ def cmd_generate(args):
     if args.folding is not None and args.target_fps is not None:
         raise InputError("give either --folding or --target-fps, not both")
     manifest = generate(net, args.output, folding=args.folding, target_fps=args.target_fps,
-                        clock_mhz=args.clock_mhz)
+                        clock_mhz=args.clock_mhz, probes=args.probes)
     core = manifest["core"]
     print(f"{net.name} (id {net.fingerprint()}): {Path(args.output) / manifest['verilog']}, "
           f"manifest.json, vectors.npz; {core['cycles_per_image']} cycles/image "
@@ -231,7 +342,8 @@ def cmd_simulate(args):
     net = _load_model(args.model)
     x = load_input(args.input)
     scores, stats = simulate(net, x, simulator=args.sim, folding=args.folding,
-                             build_dir=args.build_dir)
+                             build_dir=args.build_dir, stress=args.stress,
+                             verilator_opt=args.verilator_opt)
     save_scores(args.output, scores)
     cpi = stats["cycles_per_image"]
     print(f"{scores.shape[0]} images -> {args.output} ({args.sim}: "
@@ -260,10 +372,21 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, help="scores .npy (int64 [N, classes])")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("eval", help="accuracy on an IDX test set (e.g. MNIST)")
+    p = sub.add_parser("eval", help="accuracy of the golden model on a labelled test set",
+                       description="bnnhw eval MODEL (--mnist DIR | --inputs X.npy --labels "
+                                   "Y.npy | --digits): correct predictions of the golden model")
     p.add_argument("model")
-    p.add_argument("--mnist", required=True, metavar="DIR",
-                   help="folder with t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz)")
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument("--mnist", metavar="DIR",
+                      help="folder with t10k-images-idx3-ubyte(.gz) and "
+                           "t10k-labels-idx1-ubyte(.gz)")
+    data.add_argument("--inputs", metavar="X.npy",
+                      help="uint8 raw inputs as for run (with --labels)")
+    data.add_argument("--digits", action="store_true",
+                      help="scikit-learn digits, the held-out split of the example model "
+                           "(compared with the accuracy its training report records)")
+    p.add_argument("--labels", metavar="Y.npy",
+                   help="integer class per input [N] (with --inputs)")
     p.add_argument("--limit", type=int, default=0, help="only the first N images")
     p.set_defaults(func=cmd_eval)
 
@@ -274,7 +397,8 @@ def build_parser():
 
     p = sub.add_parser("demo", help="the main job: example model end to end")
     p.add_argument("-o", "--output", default="build/demo", help="folder for the demo's outputs")
-    p.add_argument("--quick", action="store_true", help="skip the slow steps")
+    p.add_argument("--quick", action="store_true",
+                   help="skip place and route (FPGA latency at an assumed 100 MHz clock)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train-example",
@@ -309,6 +433,9 @@ def build_parser():
                    help="choose the cheapest folding reaching N images/s")
     p.add_argument("--clock-mhz", type=float, default=100.0,
                    help="clock for --target-fps and the estimates (default 100)")
+    p.add_argument("--probes", action="store_true",
+                   help="add a frame-end probe port per stage (the testbench then times "
+                        "every stage)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("simulate", help="scores from the generated Verilog (cocotb simulation)")
@@ -319,6 +446,13 @@ def build_parser():
     p.add_argument("--folding", metavar="FILE", default=None)
     p.add_argument("--build-dir", default=None,
                    help="build folder (default: build/<model>-<id>-<folding hash>)")
+    p.add_argument("--stress", action="store_true",
+                   help="stream the inputs again with random valid gaps and backpressure and "
+                        "check that the scores do not change")
+    p.add_argument("--verilator-opt", default="balanced",
+                   choices=("balanced", "fast-build", "default"),
+                   help="C++ optimisation of the Verilator build (fast-build: quicker build, "
+                        "~3x slower simulation)")
     p.set_defaults(func=cmd_simulate)
 
     # Feature commands register themselves below (generate, simulate, firmware, train-example).
@@ -332,6 +466,12 @@ def main(argv=None):
         args.func(args)
     except BnnhwError as e:
         print(f"bnnhw: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # A path the user named that cannot be used (a file where a folder is wanted, no
+        # permission, a full disk): name it, in one line, like any other bad input.
+        where = f"{str(e.filename)!r}: " if e.filename else ""
+        print(f"bnnhw: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bnnhw: interrupted", file=sys.stderr)

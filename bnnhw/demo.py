@@ -113,7 +113,83 @@ def step_firmware(ctx):
     ctx["results"]["firmware"] = {"bit_exact_images": int(len(x)), "host_us_per_image": ns / 1000}
 
 
-STEPS = [("model", step_model), ("golden", step_golden), ("firmware", step_firmware)]
+#: Images per second the demo's hardware folding is chosen for, at :data:`DEMO_CLOCK_MHZ`.
+DEMO_IMAGES_PER_SECOND = 50_000
+DEMO_CLOCK_MHZ = 100.0
+#: Held-out images streamed through the simulated hardware.
+DEMO_HW_IMAGES = 16
+
+
+def step_hardware(ctx):
+    """Generate the core, simulate it with cocotb + Verilator, place and route it for Fmax.
+
+    The FPGA latency is measured, not estimated: cycles from the simulation of the generated
+    Verilog, Fmax from nextpnr's timing analysis of the placed and routed core (``--quick``
+    skips place and route and says which clock it assumes instead).
+    """
+    from .gen.cocotb_run import simulator_env
+    from .hw.folding import auto_folding
+    from .simulate import simulate
+    net, x = ctx["net"], ctx["x"][:DEMO_HW_IMAGES]
+    _heading("hardware (Amaranth -> Verilog; cocotb + Verilator; ECP5 place and route)")
+    simulator_env("verilator")       # fail here, with the tool's name, if it is missing
+    folding = auto_folding(net, images_per_second=DEMO_IMAGES_PER_SECOND,
+                           clock_hz=DEMO_CLOCK_MHZ * 1e6)
+    print("folding (auto, for "
+          f"{DEMO_IMAGES_PER_SECOND:,} images/s at {DEMO_CLOCK_MHZ:g} MHz): "
+          + ", ".join(f"{k} {v['PE']}x{v['SIMD']}" for k, v in folding.items()))
+    build = ctx["out"] / "hardware"
+    start = time.monotonic()
+    scores, stats = simulate(net, x, simulator="verilator", folding=folding,
+                             build_dir=build, stress=True)
+    _same_or_fail("simulated hardware", scores, ctx["scores"][:len(x)])
+    print(f"generated {stats['generated']}; Verilator build {stats['build_seconds']:.0f} s, "
+          f"simulation {stats['sim_seconds']:.1f} s ({stats['sim_cycles']:,} cycles)")
+    print(f"{len(x)}/{len(x)} images bit-identical to the golden model, streamed back to back "
+          f"and again with random valid gaps and backpressure")
+    cpi, lat = stats["cycles_per_image"], stats["latency_cycles"]
+    print(f"cycles per image {cpi} (manifest estimate {stats['cycles_per_image_estimate']}), "
+          f"latency {lat} cycles (first input beat to last score)")
+    hw = {"bit_exact_images": len(x), "cycles_per_image": cpi, "latency_cycles": lat,
+          "folding": folding, "simulate_seconds": time.monotonic() - start}
+    fmax = None
+    if not getattr(ctx["args"], "quick", False):
+        from .gen.resources import synthesize_and_route
+        from .hw.network import NetworkCore
+        start = time.monotonic()
+        routed = synthesize_and_route(NetworkCore(net=net, folding=folding),
+                                      top="core", freq_mhz=200)
+        pnr = routed["pnr"]
+        if not pnr["fmax_mhz"]:
+            raise BnnhwError("nextpnr reported no Fmax for the demo core")
+        fmax = min(pnr["fmax_mhz"].values())      # one clock domain: `sync`
+        used = pnr.get("utilization", {})
+        print(f"ECP5-85F out of context (yowasp yosys + nextpnr, {time.monotonic() - start:.0f} "
+              f"s): Fmax {fmax:.1f} MHz; "
+              + ", ".join(f"{k} {v['used']}" for k, v in sorted(used.items())
+                          if isinstance(v, dict) and v.get("used")))
+        hw.update({"fmax_mhz": fmax, "utilization": used})
+    ctx["results"]["hardware"] = hw
+
+    _heading("CPU vs FPGA latency, one image")
+    rows = []
+    cpu = ctx["results"].get("firmware", {}).get("host_us_per_image")
+    if cpu is not None:
+        rows.append(("host CPU, firmware (scalar kernels)", f"{cpu:.1f} us", "measured"))
+    clock = fmax if fmax is not None else DEMO_CLOCK_MHZ
+    how = ("simulated cycles / Fmax from place and route" if fmax is not None
+           else f"simulated cycles at an assumed {DEMO_CLOCK_MHZ:g} MHz (--quick: no P&R)")
+    rows.append((f"FPGA core at {clock:.1f} MHz", f"{lat / clock:.1f} us", how))
+    rows.append((f"FPGA core at {clock:.1f} MHz, streaming", f"{clock * 1e6 / cpi:,.0f} images/s",
+                 "one image every cycles_per_image cycles"))
+    width = max(len(r[0]) for r in rows)
+    for name, value, note in rows:
+        print(f"  {name:<{width}}  {value:>16}  ({note})")
+    hw["latency_us"] = lat / clock
+
+
+STEPS = [("model", step_model), ("golden", step_golden), ("firmware", step_firmware),
+         ("hardware", step_hardware)]
 
 
 def run_demo(args):

@@ -57,7 +57,7 @@ def ensure_generated(net, folding=None, build_dir=None):
 
 
 def simulate(net, x, *, simulator="icarus", folding=None, build_dir=None, stress=False,
-             seed=0):
+             seed=0, verilator_opt="balanced"):
     """Scores of the generated hardware for raw inputs ``x``, by cocotb simulation.
 
     Parameters
@@ -76,6 +76,9 @@ def simulate(net, x, *, simulator="icarus", folding=None, build_dir=None, stress
         check that the scores do not change.
     seed : int
         Seed of the stress phase.
+    verilator_opt : {"balanced", "fast-build", "default"}
+        C++ optimisation of a Verilator build
+        (:data:`bnnhw.gen.cocotb_run.VERILATOR_OPT`); part of the build cache key.
 
     Returns
     -------
@@ -104,7 +107,7 @@ def simulate(net, x, *, simulator="icarus", folding=None, build_dir=None, stress
     beats = input_beats(raw, core["input_bytes_per_beat"], core["input_beats_per_image"])
     phases = DEFAULT_PHASES if stress else DEFAULT_PHASES[:1]
     results = run_testbench(gen_dir, simulator=simulator, stimulus={"input_beats": beats},
-                            phases=phases, seed=seed)
+                            phases=phases, seed=seed, verilator_opt=verilator_opt)
     if not results["passed"]:
         raise ToolError(f"{simulator} simulation of {manifest['top']} failed: "
                         + "; ".join(results["errors"][:3]))

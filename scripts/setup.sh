@@ -36,8 +36,16 @@ if command -v dpkg-query >/dev/null 2>&1; then
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   # llvm-mca (instruction-timing models) is for the firmware benchmark only: best effort.
+  # benchmarks/fw_bench.py uses the newest llvm-mca it finds (llvm-mca-N, else plain llvm-mca);
+  # Debian 12 offers LLVM 19 (whose llvm-mca produced the committed estimates): install it
+  # unless an llvm-mca of version >= 19 is already there.
   optional=()
-  command -v llvm-mca >/dev/null 2>&1 || command -v llvm-mca-19 >/dev/null 2>&1 || optional+=(llvm-19)
+  mca_newest=0
+  for f in llvm-mca $(compgen -c llvm-mca- 2>/dev/null | sort -u) /usr/lib/llvm-*/bin/llvm-mca; do
+    v="$("$f" --version 2>/dev/null | sed -n 's/.*LLVM version \([0-9][0-9]*\)\..*/\1/p' | head -n 1)" || v=""
+    [ -n "$v" ] && [ "$v" -gt "$mca_newest" ] && mca_newest="$v"
+  done
+  [ "$mca_newest" -ge 19 ] || optional+=(llvm-19)
   if [ ${#missing[@]} -gt 0 ] || [ ${#optional[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       sudo=()
@@ -60,8 +68,14 @@ if command -v dpkg-query >/dev/null 2>&1; then
         "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
       fi
       if [ ${#optional[@]} -gt 0 ]; then
-        "${sudo[@]}" apt-get install -y -qq "${optional[@]}" >/dev/null 2>&1 || \
-          "${sudo[@]}" apt-get install -y -qq llvm >/dev/null 2>&1 || \
+        # the newest LLVM the distribution has, then the default one (any llvm-mca runs)
+        mca_ok=0
+        for p in "${optional[@]}" llvm-16 llvm-15 llvm; do
+          if "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$p" >/dev/null 2>&1; then
+            mca_ok=1; break
+          fi
+        done
+        [ "$mca_ok" = 1 ] || [ "$mca_newest" -gt 0 ] || \
           echo "bnnhw setup: note: llvm-mca not installed (only the firmware benchmark uses it)"
       fi
     fi

@@ -101,6 +101,16 @@ async def network_stream(dut):
     for m in monitors:
         cocotb.start_soon(m.run())
     cocotb.start_soon(sink.run())
+    # Per-stage frame probes (generated with probes=True): the cycle of every frame end.
+    frame_ends = {p["stage"]: [] for p in manifest["core"].get("probes", [])}
+
+    async def watch(signal, ends):
+        while True:
+            await RisingEdge(signal)
+            ends.append(cycles.now)
+
+    for p in manifest["core"].get("probes", []):
+        cocotb.start_soon(watch(getattr(dut, p["port"]), frame_ends[p["stage"]]))
 
     results = {"top": manifest["top"], "images": n_images, "num_classes": num_classes,
                "clock_period_ns": period, "phases": [], "errors": []}
@@ -110,6 +120,7 @@ async def network_stream(dut):
             source.valid_prob = float(phase["valid_prob"])
             sink.ready_prob = float(phase["ready_prob"])
             in_start, out_start = len(source.accepted), len(sink.received)
+            probe_start = {stage: len(ends) for stage, ends in frame_ends.items()}
             want = out_start + n_images * num_classes
             for i, image in enumerate(beats):
                 await source.send(image, tags=[i] * len(image))
@@ -152,7 +163,9 @@ async def network_stream(dut):
                      "mismatches": mismatches, "first_in": first_in, "last_in": last_in,
                      "last_out": last_out,
                      "latency": [lo - fi for lo, fi in zip(last_out, first_in)],
-                     "intervals": [b - a for a, b in zip(last_out, last_out[1:])]}
+                     "intervals": [b - a for a, b in zip(last_out, last_out[1:])],
+                     "stage_frame_ends": {stage: ends[probe_start[stage]:]
+                                          for stage, ends in frame_ends.items()}}
             results["phases"].append(entry)
             if mismatches:
                 m = mismatches[0]

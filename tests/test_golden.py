@@ -162,3 +162,100 @@ def test_predict_is_first_argmax():
     net = Network("tie", (1, 2, 2), ThresholdQuantizer(128), (BinaryDense("fc", w), Output()))
     x = np.random.default_rng(0).integers(0, 256, (5, 1, 2, 2), dtype=np.uint8)
     assert golden.predict(net, x).tolist() == [0] * 5
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_multibit_conv_against_loop_reference(seed):
+    # Multi-bit first layer with stride 2 (and 1), padding with a non-zero code, odd sizes.
+    rng = np.random.default_rng(100 + seed)
+    bits = int(rng.choice([2, 4, 8]))
+    c, o = int(rng.integers(1, 5)), int(rng.integers(1, 9))
+    k = int(rng.choice([1, 2, 3, 5]))
+    stride = 2 if seed < 7 else 1
+    pad = int(rng.integers(1, 3)) if seed % 4 else 0
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    pad_value = int(rng.integers(lo, hi + 1))
+    h, w = int(rng.integers(k, 14)), int(rng.integers(k, 14))
+    layer = MultibitConv2d("conv0", pm1(rng, (o, c, k, k)), input_bits=bits, stride=stride,
+                           pad=pad, pad_value=pad_value)
+    _, ho, wo = layer.output_shape((c, h, w))
+    bound = layer.fan_in << (bits - 1)
+    net = Network("t", (c, h, w), FixedPointQuantizer(bits), (
+        layer, Threshold("thr0", rng.integers(-bound // 4, bound // 4 + 1, o),
+                         rng.integers(0, 2, o).astype(bool)),
+        BinaryDense("fc", pm1(rng, (3, o * ho * wo))), Output()))
+    x = rng.integers(0, 256, (5, c, h, w), dtype=np.uint8)
+    codes = FixedPointQuantizer(bits)(x).astype(np.int64)
+    y = conv_int(codes, layer.weight, stride, pad, pad_value)
+    scores, trace = golden.forward(net, x, trace=True)
+    assert np.array_equal(trace["conv0"], y)
+    # The untraced path fuses the threshold into the product: same scores as the reference.
+    assert np.array_equal(golden.forward(net, x), forward_reference(net, x))
+    assert np.array_equal(scores, forward_reference(net, x))
+
+
+def test_wide_codes_fall_back_to_float64():
+    # 16-bit codes over K = 576: |y| can reach 576 * 2^15 > 2^24, beyond float32's integers.
+    rng = np.random.default_rng(3)
+    layer = MultibitConv2d("conv0", np.ones((2, 64, 3, 3), np.int8), input_bits=16, stride=2,
+                           pad=1, pad_value=-(1 << 15))
+    assert layer.output_range[1] > 1 << 24
+    net = Network("wide", (64, 5, 5), FixedPointQuantizer(16), (
+        layer, Threshold("thr0", np.array([(1 << 24) + 1, -(1 << 24) - 3]),
+                         np.array([False, True])),
+        BinaryDense("fc", pm1(rng, (2, 2 * 3 * 3))), Output()))
+    x = np.full((3, 64, 5, 5), 255, np.uint8)
+    x[1] = 0
+    x[2] = rng.integers(0, 256, (64, 5, 5), dtype=np.uint8)
+    codes = FixedPointQuantizer(16)(x).astype(np.int64)
+    y = conv_int(codes, layer.weight, 2, 1, -(1 << 15))
+    assert np.abs(y).max() > 1 << 24                          # the test reaches the range
+    _, trace = golden.forward(net, x, trace=True)
+    assert np.array_equal(trace["conv0"], y)
+    assert np.array_equal(golden.forward(net, x), forward_reference(net, x))
+
+
+def test_thresholds_far_outside_the_range():
+    # Constant channels (folded with thresholds far outside y's range, either polarity) must
+    # stay exact when the threshold is moved into the product's float domain.
+    rng = np.random.default_rng(5)
+    t = np.array([1 << 40, -(1 << 40), 1 << 40, -(1 << 40), 28, -28, 0, 27])
+    neg = np.array([0, 0, 1, 1, 0, 1, 1, 0], bool)
+    conv = BinaryConv2d("conv0", pm1(rng, (8, 3, 3, 3)), pad=1, pad_value=-1)
+    net = Network("far", (3, 6, 6), ThresholdQuantizer(100), (
+        conv, Threshold("thr0", t, neg), BinaryDense("fc", pm1(rng, (4, 8 * 36))),
+        Threshold("thr1", np.array([1 << 50, -(1 << 50), 0, 3]), np.array([0, 1, 1, 0], bool)),
+        Output()))
+    x = rng.integers(0, 256, (9, 3, 6, 6), dtype=np.uint8)
+    scores, trace = golden.forward(net, x, trace=True)
+    bits = trace["thr0"]
+    assert (bits[:, 0] == 0).all() and (bits[:, 1] == 1).all()
+    assert (bits[:, 2] == 1).all() and (bits[:, 3] == 0).all()
+    assert np.array_equal(golden.forward(net, x), forward_reference(net, x))
+    assert np.array_equal(scores, forward_reference(net, x))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_chunks_threads_and_trace_agree(seed, monkeypatch):
+    # Many small chunks (the last one partial), one or two workers, traced or not: one answer.
+    rng = np.random.default_rng(seed)
+    net = random_net(rng, multibit=seed == 1, saturate=seed == 2, clip=True, last="margin")
+    x = rng.integers(0, 256, (23, *net.input_shape), dtype=np.uint8)
+    expected = forward_reference(net, x)
+    monkeypatch.setattr(golden, "CHUNK_BYTES", 1)           # the minimum: 4 images per chunk
+    for threads in (1, 2, 3):
+        assert np.array_equal(golden.forward(net, x, threads=threads), expected)
+        scores, trace = golden.forward(net, x, trace=True, threads=threads)
+        assert np.array_equal(scores, expected)
+        assert all(v.shape[0] == 23 for v in trace.values())
+    assert golden.predict(net, x, threads=2).tolist() == np.argmax(expected, axis=1).tolist()
+    with pytest.raises(InputError, match="threads must be a positive integer, not 0"):
+        golden.forward(net, x, threads=0)
+
+
+def test_blas_threads_restored(lfc):
+    from threadpoolctl import threadpool_info
+    before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    x = np.random.default_rng(1).integers(0, 256, (1100, 784), dtype=np.uint8)
+    golden.forward(lfc, x, threads=2)
+    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before

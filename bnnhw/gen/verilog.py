@@ -285,7 +285,7 @@ def default_vector_input(net, count=DEFAULT_VECTORS):
 
 
 def generate(net, out_dir, *, folding=None, target_fps=None, clock_mhz=100.0, inputs=None,
-             top=None):
+             top=None, probes=False):
     """Generate the Verilog core of ``net``, its manifest and golden vectors (``bnnhw generate``).
 
     Parameters
@@ -307,6 +307,9 @@ def generate(net, out_dir, *, folding=None, target_fps=None, clock_mhz=100.0, in
         default: :data:`DEFAULT_VECTORS` random images seeded by the model fingerprint.
     top : str, optional
         Verilog top module name; default :func:`top_name_for`.
+    probes : bool
+        Add the per-stage frame probes (:class:`~bnnhw.hw.network.NetworkCore`), listed in
+        the manifest's ``core.probes``; the testbench then times every stage.
 
     Returns
     -------
@@ -324,7 +327,7 @@ def generate(net, out_dir, *, folding=None, target_fps=None, clock_mhz=100.0, in
     if target_fps is not None:
         folding = auto_folding(net, images_per_second=target_fps, clock_hz=clock_mhz * 1e6)
     folding = load_folding(net, folding)
-    core = NetworkCore(net=net, folding=folding)
+    core = NetworkCore(net=net, folding=folding, probes=probes)
     describe = core.describe()
     x = default_vector_input(net) if inputs is None else golden.check_input(net, inputs)
     scores = golden.forward(net, x)

@@ -3,6 +3,9 @@
 * :class:`WidthConverter` re-cuts packets of ``total`` bits from ``in_width``-bit beats into
   ``out_width``-bit beats (pixels to chunks for a dense layer after a feature map, input bytes
   to chunks for a dense first layer). Bit ``i`` of a packet keeps its position ``i``.
+* :class:`PacketSerializer` does the same for packets that arrive in one input beat
+  (``total <= in_width``, every MVTU -> dense-layer hop): a counter selects constant slices of
+  the held input beat, with no buffer and no barrel shifter.
 * :class:`InputQuantizer` maps raw input bytes to the first layer's bits or codes (SPEC §6).
 * :class:`ScoreSerializer` turns one beat of all class scores into one score beat per class.
 """
@@ -16,7 +19,8 @@ from amaranth.lib.wiring import In, Out
 from ..model.layers import FixedPointQuantizer, ThresholdQuantizer
 from .layouts import ScoreLayout
 
-__all__ = ["WidthConverter", "InputQuantizer", "ScoreSerializer"]
+__all__ = ["WidthConverter", "PacketSerializer", "InputQuantizer", "ScoreSerializer",
+           "StreamFIFO"]
 
 
 def _check_int(name, value, minimum):
@@ -107,6 +111,92 @@ class WidthConverter(wiring.Component):
             m.d.sync += [buf.eq(shifted), n.eq(n_after)]
             with m.If(o_fire & (n_after == 0)):
                 m.d.sync += ending.eq(0)
+        return m
+
+
+def _mux_tree(sel, words, lo=0):
+    """``words[sel]`` as a tree of 2:1 multiplexers on the bits of ``sel`` (LSB at the leaves).
+
+    Every leaf is a constant slice, so no shifter of variable amount is built; ``sel`` values
+    at or past ``len(words)`` select some word (the caller never drives them).
+    """
+    if len(words) == 1:
+        return words[0]
+    half = []
+    for j in range(0, len(words), 2):
+        pair = words[j:j + 2]
+        half.append(pair[0] if len(pair) == 1 else Mux(sel[lo], pair[1], pair[0]))
+    return _mux_tree(sel, half, lo + 1)
+
+
+class PacketSerializer(wiring.Component):
+    """Cut a packet of ``total`` bits, arriving as one ``in_width``-bit beat, into
+    ``out_width``-bit beats.
+
+    The output is the same as :class:`WidthConverter`'s for a one-beat packet: bit ``i`` of the
+    packet (bit ``i`` of the input beat) is bit ``i % out_width`` of output beat
+    ``i // out_width``; the packet leaves as ``ceil(total / out_width)`` beats, the last one
+    padded with 0 bits, and input bits at and above ``total`` are ignored. The input beat is
+    not copied: it stays on ``i_stream`` (not yet accepted) while a beat counter selects its
+    constant ``out_width``-bit slices, and is accepted together with the last output beat.
+
+    Parameters
+    ----------
+    in_width : int
+        Input beat width in bits.
+    out_width : int
+        Output beat width in bits.
+    total : int
+        Bits per packet, at most ``in_width``.
+
+    Members
+    -------
+    i_stream : In(stream.Signature(unsigned(in_width)))
+    o_stream : Out(stream.Signature(unsigned(out_width)))
+
+    Throughput: one output beat per cycle while ``o_stream.ready`` is high, without a bubble
+    between packets (the first beat of the next packet can leave in the cycle after the last
+    beat of the previous one, when the producer presents it then, as an MVTU with its next
+    vector done does). Latency 0 cycles: ``o_stream.valid`` is ``i_stream.valid`` and the
+    payload is a multiplexer of the input payload. Backpressure: ``i_stream.ready`` is
+    ``o_stream.ready`` during the last output beat of a packet and low otherwise, so the
+    producer must hold its beat (as the stream rules require) while the packet is cut; the
+    only combinational paths are ``i_stream.valid -> o_stream.valid``,
+    ``i_stream.payload -> o_stream.payload`` and ``o_stream.ready -> i_stream.ready`` (no
+    loop as long as the producer's ``valid`` does not depend on its ``ready``).
+    """
+
+    def __init__(self, *, in_width, out_width, total):
+        _check_int("Input width", in_width, 1)
+        _check_int("Output width", out_width, 1)
+        _check_int("Packet size", total, 1)
+        if total > in_width:
+            raise ValueError(f"Packet size must be at most the input width {in_width}, "
+                             f"not {total}")
+        self.in_width, self.out_width, self.total = in_width, out_width, total
+        self.out_beats = -(-total // out_width)
+        self.latency = 0
+        super().__init__({
+            "i_stream": In(stream.Signature(unsigned(in_width))),
+            "o_stream": Out(stream.Signature(unsigned(out_width))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        ow, n = self.out_width, self.out_beats
+        data = self.i_stream.payload[:self.total]
+        words = [data[k * ow:(k + 1) * ow] for k in range(n)]   # the last one may be short
+        m.d.comb += self.o_stream.valid.eq(self.i_stream.valid)
+        if n == 1:
+            m.d.comb += [self.o_stream.payload.eq(words[0]),
+                         self.i_stream.ready.eq(self.o_stream.ready)]
+            return m
+        idx = Signal(range(n))
+        last = idx == n - 1
+        m.d.comb += [self.o_stream.payload.eq(_mux_tree(idx, words)),
+                     self.i_stream.ready.eq(self.o_stream.ready & last)]
+        with m.If(self.o_stream.valid & self.o_stream.ready):
+            m.d.sync += idx.eq(Mux(last, 0, idx + 1))
         return m
 
 

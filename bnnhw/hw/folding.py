@@ -8,7 +8,11 @@ Rules (checked by :func:`check_folding`, errors name the layer):
 
 * ``PE >= 1`` (PE need not divide ``O`` and may exceed it: rows are padded) and
   ``1 <= SIMD <= K`` (SIMD need not divide ``K``: the vector is padded);
-* for a convolution, ``SIMD`` divides the input channels (window vectors are ``[ky][kx][c]``).
+* for a convolution, ``SIMD`` divides the input channels (window vectors are ``[ky][kx][c]``),
+  unless the entry says ``"order": "chw"``: then the vector is ``[c][ky][kx]`` (each input
+  channel's 2-D window contiguous, for a per-channel 2-D popcount stage or a shared-result
+  filter bank, SPEC §9) and any ``SIMD <= K`` works; a multiple of ``kh * kw`` keeps every
+  chunk to whole 2-D windows.
 
 Cycles of one layer per image: ``ceil(O / PE) * ceil(K / SIMD) * H_out * W_out`` (the MVTU
 computes one output pixel per vector).
@@ -46,6 +50,12 @@ def folding_cycles(net, folding):
             for i in _compute_infos(net)}
 
 
+#: Element orders of a convolution's input vector (see :class:`bnnhw.hw.network.NetworkCore`):
+#: ``"hwc"`` ``[ky][kx][c]``, the pixel stream's order (default); ``"chw"`` ``[c][ky][kx]``,
+#: each input channel's 2-D window contiguous (SPEC §9's per-channel 2-D kernels).
+ORDERS = ("hwc", "chw")
+
+
 def _simd_ok(layer, simd):
     return isinstance(layer, BinaryDense) or layer.in_channels % simd == 0
 
@@ -73,9 +83,16 @@ def check_folding(net, folding):
         if not isinstance(entry, dict):
             raise ModelError(f"layer {info.name!r}: folding must be {{'PE': int, 'SIMD': int}}, "
                              f"not {entry!r}")
-        extra = sorted(set(entry) - {"PE", "SIMD"})
+        extra = sorted(set(entry) - {"PE", "SIMD", "order"})
         if extra:
             raise ModelError(f"layer {info.name!r}: unknown folding key {extra[0]!r}")
+        order = entry.get("order", "hwc")
+        if order not in ORDERS:
+            raise ModelError(f"layer {info.name!r}: folding order must be 'hwc' or 'chw', "
+                             f"not {order!r}")
+        if order == "chw" and isinstance(layer, BinaryDense):
+            raise ModelError(f"layer {info.name!r}: folding order 'chw' is for convolutions "
+                             f"only")
         vals = {}
         # PE may exceed O (FINN folds LFC's fc3, O=10, with PE=16): rows are padded.
         for key, top in (("PE", None), ("SIMD", layer.fan_in)):
@@ -90,9 +107,12 @@ def check_folding(net, folding):
                 raise ModelError(f"layer {info.name!r}: {key} must be at most the {top} "
                                  f"{what}, not {v}")
             vals[key] = int(v)
-        if not _simd_ok(layer, vals["SIMD"]):
+        if order == "hwc" and not _simd_ok(layer, vals["SIMD"]):
             raise ModelError(f"layer {info.name!r}: SIMD must divide the {layer.in_channels} "
                              f"input channels, not {vals['SIMD']}")
+        if order == "chw":
+            # Only named when not the default, so that FINN-style foldings stay as given.
+            vals["order"] = order
         out[info.name] = vals
     return out
 

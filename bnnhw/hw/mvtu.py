@@ -9,12 +9,19 @@ Data path (one global-stall pipeline, registers load only when ``advance``)::
 
 The chunk stage is a separate component with the small interface documented in
 :mod:`bnnhw.hw.pe`; a shared-result filter bank (SPEC §9) replaces it through the
-``chunk_stage`` parameter without touching anything else here. For a convolution, chunk
-``sf`` of neuron fold ``nf`` holds tap ``(ky, kx) = divmod(sf // (C/SIMD), kw)`` of channels
-``(sf % (C/SIMD)) * SIMD ...`` for output channels ``nf*PE ...``; the stage's ``row`` input is
-``nf * SF + sf``. Repeated and inverse 2-D filters (``W[o', c] == W[o, c]`` or its
-complement) agree tap by tap, so a bank can share XNOR-popcount results per tap across its
-rows, and the accumulators downstream sum the taps into ``P`` exactly as before.
+``chunk_stage`` parameter without touching anything else here. The stage's ``row`` input
+is ``nf * SF + sf``: chunk ``sf`` of neuron fold ``nf`` against output channels
+``nf*PE ...``. For a convolution the chunk is, by ``input_order``:
+
+* ``"hwc"`` (default): tap ``(ky, kx) = divmod(sf // (C/SIMD), kw)`` of channels
+  ``(sf % (C/SIMD)) * SIMD ...``, the pixel stream's order;
+* ``"chw"``: elements ``sf*SIMD ...`` of the ``[c][ky][kx]`` vector (a
+  :class:`~bnnhw.hw.window.WindowTranspose` in front), so with ``SIMD`` a multiple of
+  ``kh*kw`` each chunk is whole 2-D windows of ``SIMD/(kh*kw)`` input channels. Its chunk stage
+  can then be the per-input-channel 2-D popcount stage (:class:`~bnnhw.hw.pe.KernelPopcount`),
+  and a shared-result filter bank (repeated, inverse and similar 2-D kernels of one input
+  channel computed once) takes its place; the accumulators downstream sum the chunks into
+  ``P`` exactly as before.
 """
 
 import numpy as np
@@ -33,14 +40,16 @@ from .threshold import (ScoreUnit, ThresholdUnit, accumulator_range, score_table
 __all__ = ["MVTU", "weight_matrix"]
 
 
-def weight_matrix(layer):
+def weight_matrix(layer, order="hwc"):
     """The layer's weights as ``[O, K]`` +1/-1 rows in chunk-stream order.
 
-    Convolution vectors are ordered ``[ky][kx][c]`` (channels innermost, the pixel stream's
-    order); IR weights are ``[O, C, kh, kw]``, so they are transposed to ``[O, kh, kw, C]``.
+    Convolution vectors are ordered ``[ky][kx][c]`` (``order="hwc"``: channels innermost, the
+    pixel stream's order; IR weights ``[O, C, kh, kw]`` are transposed to ``[O, kh, kw, C]``)
+    or ``[c][ky][kx]`` (``order="chw"``: each input channel's 2-D kernel contiguous, as
+    :class:`~bnnhw.hw.window.WindowTranspose` emits them).
     """
     w = layer.weight
-    if w.ndim == 4:
+    if w.ndim == 4 and order == "hwc":
         w = w.transpose(0, 2, 3, 1)
     return w.reshape(w.shape[0], -1)
 
@@ -97,6 +106,9 @@ class MVTU(wiring.Component):
         Adder-tree register ranks of the chunk stage.
     chunk_stage : callable or None
         ``chunk_stage(pe=, simd=)`` returning a replacement chunk stage (the seam).
+    input_order : ``"hwc"`` or ``"chw"``
+        Element order of a convolution's input vector (:func:`weight_matrix`); ``"chw"``
+        lifts the rule that ``simd`` divides the input channels.
 
     Members
     -------
@@ -112,7 +124,8 @@ class MVTU(wiring.Component):
     """
 
     def __init__(self, *, layer, pe, simd, threshold=None, clip=None, output="bits", rule=None,
-                 acc_bits=None, overflow=None, stages=None, chunk_stage=None):
+                 acc_bits=None, overflow=None, stages=None, chunk_stage=None,
+                 input_order="hwc"):
         if not isinstance(layer, (BinaryConv2d, BinaryDense, MultibitConv2d)):
             raise TypeError(f"Layer must be a BinaryConv2d, BinaryDense or MultibitConv2d, "
                             f"not {layer!r}")
@@ -136,7 +149,11 @@ class MVTU(wiring.Component):
         self.multibit = isinstance(layer, MultibitConv2d)
         self.fan_in = K = layer.fan_in
         self.out_channels = O = layer.out_channels
-        if isinstance(layer, (BinaryConv2d, MultibitConv2d)) and layer.in_channels % simd:
+        if input_order not in ("hwc", "chw"):
+            raise ValueError(f"Input order must be 'hwc' or 'chw', not {input_order!r}")
+        self.input_order = input_order
+        if isinstance(layer, (BinaryConv2d, MultibitConv2d)) and input_order == "hwc" \
+                and layer.in_channels % simd:
             raise ValueError(f"layer {layer.name!r}: SIMD must divide the "
                              f"{layer.in_channels} input channels, not {simd}")
         if simd > K:
@@ -201,7 +218,7 @@ class MVTU(wiring.Component):
         # Weight rows: [NF, SF, PE, SIMD] bits; padded rows 0, padded lanes 1 (see above).
         wbits = np.zeros((rows, self.sf * simd), np.uint8)
         wbits[:, K:] = 1
-        wbits[:O, :K] = weight_matrix(layer) == 1
+        wbits[:O, :K] = weight_matrix(layer, input_order) == 1
         wbits = wbits.reshape(self.nf, pe, self.sf, simd).transpose(0, 2, 1, 3)
         self._weight_init = _pack_rows(wbits.reshape(self.nf * self.sf, pe * simd))
 

@@ -29,7 +29,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..model.layers import popcount_bits, signed_bits
 
-__all__ = ["adder_tree", "default_stages", "ChunkPopcount", "ChunkDot", "Accumulators",
+__all__ = ["adder_tree", "default_stages", "chunk_stage_members", "ChunkPopcount",
+           "KernelPopcount", "ChunkDot", "Accumulators",
            "XnorPopcountPE", "check_accumulator"]
 
 
@@ -81,6 +82,17 @@ def adder_tree(m, terms, *, stages, en, name="tree"):
             rank += 1
     assert len(cur) == 1
     return cur[0]
+
+
+def chunk_stage_members(*, pe, x_width, w_width, count_shape):
+    """The signature members of a chunk stage (the seam, see the module docstring)."""
+    return {
+        "en": In(1),
+        "x": In(unsigned(x_width)),
+        "w": In(unsigned(w_width)),
+        "row": In(unsigned(32)),
+        "p": Out(data.ArrayLayout(count_shape, pe)),
+    }
 
 
 def check_accumulator(fan_in, acc_bits, overflow):
@@ -139,13 +151,8 @@ class ChunkPopcount(wiring.Component):
         _check_int("Pipeline stage count", stages, 0)
         self.pe, self.simd, self.latency = pe, simd, stages
         self.count_shape = unsigned(popcount_bits(simd))
-        super().__init__({
-            "en": In(1),
-            "x": In(unsigned(simd)),
-            "w": In(unsigned(pe * simd)),
-            "row": In(unsigned(32)),
-            "p": Out(data.ArrayLayout(self.count_shape, pe)),
-        })
+        super().__init__(chunk_stage_members(pe=pe, x_width=simd, w_width=pe * simd,
+                                             count_shape=self.count_shape))
 
     def elaborate(self, platform):
         m = Module()
@@ -153,6 +160,75 @@ class ChunkPopcount(wiring.Component):
             xnor = ~(self.x ^ self.w[r * self.simd:(r + 1) * self.simd])
             total = adder_tree(m, [xnor[j] for j in range(self.simd)], stages=self.latency,
                                en=self.en, name=f"pc{r}")
+            m.d.comb += self.p[r].eq(total)
+        return m
+
+
+class KernelPopcount(wiring.Component):
+    """The per-input-channel 2-D popcount stage of a channel-major convolution (SPEC §9).
+
+    With the window vector in ``[c][ky][kx]`` order (``"order": "chw"`` in the folding, see
+    :class:`~bnnhw.hw.window.WindowTranspose`) and ``simd`` a multiple of the
+    ``kernel_elements = kh * kw`` elements of a 2-D kernel, one chunk holds whole 2-D windows
+    of ``g = simd / kernel_elements`` input channels. This stage first computes every 2-D
+    popcount ``p(o, c) = popcount(XNOR(window_c, W[o, c]))`` (one ``kh x kw`` XNOR-popcount
+    per row and channel, a register rank after them), then sums the ``g`` of each row:
+    ``p[r] = sum_c p(r, c)``, the same value as :class:`ChunkPopcount`. It exists so that the
+    2-D popcounts are a stage of their own: a shared-result filter bank computes each distinct
+    (or inverse, ``kh*kw - p``) 2-D kernel once per channel and replaces just the first half.
+
+    Parameters
+    ----------
+    pe, simd : int
+        Weight rows and lanes per chunk (``simd`` a multiple of ``kernel_elements``).
+    kernel_elements : int
+        ``kh * kw``.
+    stages : int or None
+        Register ranks of the per-row adder tree over the ``g`` 2-D popcounts, after the rank
+        behind them; ``None`` is :func:`default_stages` of ``g``.
+
+    Members
+    -------
+    en, x, w, row, p
+        As :class:`ChunkPopcount` (the seam of :mod:`bnnhw.hw.pe`).
+
+    Latency :attr:`latency` = ``1 + stages`` enabled cycles, one chunk per cycle, stalled
+    through ``en``.
+    """
+
+    def __init__(self, *, pe, simd, kernel_elements, stages=None):
+        _check_int("PE count", pe, 1)
+        _check_int("SIMD width", simd, 1)
+        _check_int("Kernel element count", kernel_elements, 1)
+        if simd % kernel_elements:
+            raise ValueError(f"SIMD must be a multiple of the {kernel_elements} elements of a "
+                             f"2-D kernel, not {simd}")
+        self.groups = simd // kernel_elements
+        if stages is None:
+            stages = default_stages(self.groups)
+        _check_int("Pipeline stage count", stages, 0)
+        self.pe, self.simd, self.kernel_elements = pe, simd, kernel_elements
+        self.latency = 1 + stages
+        self._tree_stages = stages
+        self.count_shape = unsigned(popcount_bits(simd))
+        super().__init__(chunk_stage_members(pe=pe, x_width=simd, w_width=pe * simd,
+                                             count_shape=self.count_shape))
+
+    def elaborate(self, platform):
+        m = Module()
+        e = self.kernel_elements
+        kernel_count = unsigned(popcount_bits(e))
+        for r in range(self.pe):
+            xnor = ~(self.x ^ self.w[r * self.simd:(r + 1) * self.simd])
+            counts = []
+            for g in range(self.groups):
+                # One 2-D XNOR-popcount p(r, c): what a filter bank computes once per distinct
+                # kernel and hands to every row that repeats (or inverts) it.
+                p2d = Signal(kernel_count, name=f"p2d_r{r}_c{g}")
+                with m.If(self.en):
+                    m.d.sync += p2d.eq(sum(xnor[g * e + j] for j in range(e)))
+                counts.append(p2d)
+            total = adder_tree(m, counts, stages=self._tree_stages, en=self.en, name=f"sum{r}")
             m.d.comb += self.p[r].eq(total)
         return m
 
@@ -192,13 +268,8 @@ class ChunkDot(wiring.Component):
         self.pe, self.simd, self.in_bits, self.latency = pe, simd, in_bits, stages
         bound = simd << (in_bits - 1)
         self.count_shape = signed(signed_bits(-bound, bound))
-        super().__init__({
-            "en": In(1),
-            "x": In(unsigned(simd * in_bits)),
-            "w": In(unsigned(pe * simd)),
-            "row": In(unsigned(32)),
-            "p": Out(data.ArrayLayout(self.count_shape, pe)),
-        })
+        super().__init__(chunk_stage_members(pe=pe, x_width=simd * in_bits, w_width=pe * simd,
+                                             count_shape=self.count_shape))
 
     def elaborate(self, platform):
         m = Module()

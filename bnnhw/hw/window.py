@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 
 from .layouts import chunk_signature, pixel_signature
 
-__all__ = ["window_vectors", "pack_lanes", "SlidingWindow"]
+__all__ = ["window_vectors", "pack_lanes", "SlidingWindow", "channel_major_order", "WindowTranspose"]
 
 
 def window_vectors(frames, *, kernel, stride=1, pad=0, pad_value=0):
@@ -484,4 +484,168 @@ class SlidingWindow(wiring.Component):
             self.o_stream.valid.eq(b_valid),
             self.o_stream.payload.eq(Mux(b_pad, pad_lanes, lanes)),
         ]
+        return m
+
+
+def channel_major_order(kernel, channels):
+    """Positions, in the window's ``[ky][kx][c]`` vector, of the ``[c][ky][kx]`` elements.
+
+    Element ``j`` of the channel-major vector is element ``order[j]`` of the tap-major one, so
+    that channel ``c``'s 2-D window (``kernel * kernel`` elements) is contiguous at
+    ``[c*k*k, (c+1)*k*k)``: the per-input-channel 2-D kernels of SPEC §9.
+    """
+    taps = kernel * kernel
+    return [tap * channels + c for c in range(channels) for tap in range(taps)]
+
+
+class WindowTranspose(wiring.Component):
+    """Re-cut a sliding window's tap-major vectors into channel-major chunks.
+
+    :class:`SlidingWindow` emits each window vector ``[ky][kx][c]`` (channels innermost, the
+    pixel stream's order) as ``K / in_simd`` beats. This stage collects one vector and emits it
+    in ``[c][ky][kx]`` order (:func:`channel_major_order`) as ``ceil(K / out_simd)`` chunks, the
+    last one zero-padded. With ``out_simd`` a multiple of ``kernel**2``, every chunk holds
+    whole 2-D windows of ``out_simd / kernel**2`` input channels: the chunk stage after it can
+    then be the per-input-channel 2-D popcount stage (:class:`~bnnhw.hw.pe.KernelPopcount`)
+    that a shared-result filter bank (SPEC §9) replaces.
+
+    Parameters
+    ----------
+    channels : int
+        Input channels ``C``.
+    kernel : int
+        Window size ``k`` (``K = k * k * C`` elements).
+    bits : int
+        Bits per element (1 for binary layers, the code width for a multi-bit first layer).
+    in_simd : int
+        Channels per input beat (the window's SIMD); must divide ``channels``.
+    out_simd : int
+        Elements per output chunk, at most ``K``.
+    vectors_per_frame : int
+        Window vectors per frame (output pixels), for :attr:`cycles_per_frame`.
+
+    Members
+    -------
+    i_stream : In(stream.Signature(unsigned(in_simd * bits)))
+    o_stream : Out(stream.Signature(unsigned(out_simd * bits)))
+
+    Notes
+    -----
+    Two vector registers (``2 * K * bits`` flip-flops) alternate: one fills while the other is
+    emitted, so the stage takes ``max(K / in_simd, ceil(K / out_simd))`` cycles per vector in
+    steady state, one beat per cycle on each side. The permutation is wiring; the output is a
+    constant-slice multiplexer of the full register. Latency: the first chunk of a vector is
+    valid the cycle after its last input beat is accepted. ``i_stream.ready`` and
+    ``o_stream.valid`` depend on registers only; ``o_stream.ready`` low holds the chunk.
+    """
+
+    def __init__(self, *, channels, kernel, bits=1, in_simd, out_simd, vectors_per_frame=1):
+        for name, value in (("Channel count", channels), ("Kernel size", kernel),
+                            ("Element width", bits), ("Input SIMD", in_simd),
+                            ("Output SIMD", out_simd), ("Vectors per frame", vectors_per_frame)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an integer, not {value!r}")
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
+        if channels % in_simd:
+            raise ValueError(f"Input SIMD must divide the {channels} channels, not {in_simd}")
+        self.channels, self.kernel, self.bits = channels, kernel, bits
+        self.in_simd, self.out_simd = in_simd, out_simd
+        self.vectors_per_frame = vectors_per_frame
+        self.fan_in = K = kernel * kernel * channels
+        if out_simd > K:
+            raise ValueError(f"Output SIMD must be at most K={K}, not {out_simd}")
+        self.in_beats = K // in_simd
+        self.out_beats = -(-K // out_simd)
+        super().__init__({
+            "i_stream": In(chunk_signature(in_simd, bits)),
+            "o_stream": Out(chunk_signature(out_simd, bits)),
+        })
+
+    @property
+    def cycles_per_vector(self):
+        """Steady-state cycles per window vector: ``max(in beats, out beats)``."""
+        return max(self.in_beats, self.out_beats)
+
+    @property
+    def cycles_per_frame(self):
+        """Steady-state cycles per frame: :attr:`cycles_per_vector` per window vector."""
+        return self.cycles_per_vector * self.vectors_per_frame
+
+    @property
+    def memory_bits(self):
+        """Bits of the two vector registers."""
+        return 2 * self.fan_in * self.bits
+
+    def describe(self):
+        """JSON-serialisable summary."""
+        return {"kind": "window_transpose", "channels": self.channels, "kernel": self.kernel,
+                "bits": self.bits, "in_simd": self.in_simd, "out_simd": self.out_simd,
+                "in_beats": self.in_beats, "out_beats": self.out_beats,
+                "cycles_per_vector": self.cycles_per_vector,
+                "cycles_per_frame": self.cycles_per_frame, "memory_bits": self.memory_bits}
+
+    def reference(self, vectors):
+        """Expected output chunks (ints) for tap-major element vectors ``[N, K]`` (``bits``-bit
+        unsigned element values)."""
+        order = np.asarray(channel_major_order(self.kernel, self.channels))
+        beats = []
+        for vec in np.asarray(vectors):
+            flat = list(vec[order]) + [0] * (self.out_beats * self.out_simd - self.fan_in)
+            beats += pack_lanes(np.asarray(flat).reshape(self.out_beats, self.out_simd),
+                                self.bits)
+        return beats
+
+    def elaborate(self, platform):
+        m = Module()
+        b, K = self.bits, self.fan_in
+        iw = self.in_simd * b
+        banks = [Signal(K * b, name=f"vector{i}") for i in range(2)]
+        full = Signal(2)
+        wbank, rbank = Signal(), Signal()
+        wcnt = Signal(range(self.in_beats))
+        rcnt = Signal(range(self.out_beats))
+
+        i_fire = self.i_stream.valid & self.i_stream.ready
+        o_fire = self.o_stream.valid & self.o_stream.ready
+        m.d.comb += [self.i_stream.ready.eq(~full.bit_select(wbank, 1)),
+                     self.o_stream.valid.eq(full.bit_select(rbank, 1))]
+        set_full, clr_full = Signal(2), Signal(2)
+        with m.If(i_fire):
+            for i, bank in enumerate(banks):
+                with m.If(wbank == i):
+                    with m.Switch(wcnt):
+                        for beat in range(self.in_beats):
+                            with m.Case(beat):
+                                m.d.sync += bank[beat * iw:(beat + 1) * iw].eq(
+                                    self.i_stream.payload)
+            with m.If(wcnt == self.in_beats - 1):
+                m.d.sync += [wcnt.eq(0), wbank.eq(~wbank)]
+                m.d.comb += set_full.eq(Mux(wbank, 0b10, 0b01))
+            with m.Else():
+                m.d.sync += wcnt.eq(wcnt + 1)
+
+        order = channel_major_order(self.kernel, self.channels)
+        ow = self.out_simd * b
+        padded = self.out_beats * ow
+
+        def chunks(bank):
+            elems = [bank[i * b:(i + 1) * b] for i in order]
+            flat = Signal(padded, name=f"{bank.name}_chw")
+            for j, e in enumerate(elems):
+                m.d.comb += flat[j * b:(j + 1) * b].eq(e)
+            return flat
+
+        flats = [chunks(bank) for bank in banks]
+        with m.Switch(rbank):
+            for i, flat in enumerate(flats):
+                with m.Case(i):
+                    m.d.comb += self.o_stream.payload.eq(flat.word_select(rcnt, ow))
+        with m.If(o_fire):
+            with m.If(rcnt == self.out_beats - 1):
+                m.d.sync += [rcnt.eq(0), rbank.eq(~rbank)]
+                m.d.comb += clr_full.eq(Mux(rbank, 0b10, 0b01))
+            with m.Else():
+                m.d.sync += rcnt.eq(rcnt + 1)
+        m.d.sync += full.eq((full | set_full) & ~clr_full)
         return m

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import InputError, ModelError
 from .folding import fold_batchnorm
 from .layers import (COMPUTE_TYPES, LAYER_TYPES, QUANTIZERS, BinaryConv2d, BinaryDense, Clip,
                      FixedPointQuantizer, MaxPool, MultibitConv2d, Output, Threshold,
@@ -44,10 +44,34 @@ HEADER_KEY = "__bnnhw__"
 
 
 def atomic_write(path, write):
-    """Call ``write(tmp_path)`` then rename onto ``path``; nothing is left behind on error."""
+    """Call ``write(tmp_path)`` then rename onto ``path``; nothing is left behind on error.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to (re)place. Missing parent folders are created.
+    write : callable
+        ``write(tmp_path)`` writes the whole file at ``tmp_path``, in the same folder.
+
+    Raises
+    ------
+    bnnhw.errors.InputError
+        When ``path`` cannot be a file: it is a folder, a parent is a file, or the folder
+        cannot be written; the message names the path.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    where = f"output {str(path)!r}"
+    if path.is_dir():
+        raise InputError(f"{where} is a directory, not a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"{where}: its folder {str(path.parent)!r} is not a directory "
+                         f"(a file is in the way)") from None
+    except OSError as e:
+        raise InputError(f"{where}: cannot write to folder {str(path.parent)!r} "
+                         f"({e.strerror or e})") from None
     os.close(fd)
     try:
         write(tmp)
@@ -55,7 +79,10 @@ def atomic_write(path, write):
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as e:          # e.g. a directory appeared at path meanwhile
+            raise InputError(f"{where}: cannot replace it ({e.strerror or e})") from None
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -565,6 +565,30 @@ uint32_t bnn_mca_group16(const uint64_t *row0, const uint64_t *row1, const uint6
     return masks_to_bits16(vcombine_u8(vmovn_u16(vcltq_u16(m0, c.val[0])),
                                        vmovn_u16(vcltq_u16(m1, c.val[1]))));
 }
+
+#ifdef BNN_MCA_NW
+/* The same block for any binary layer (per-layer estimates of benchmarks/fw_bench.py): one
+ * output pixel x 16 output channels of a window of BNN_MCA_NW words, compiled with the size as a
+ * constant. BNN_MCA_REGS=1: the window is loaded into registers in the block (the fixed-shape
+ * bodies with <= 9 words); 0: it is read from the window buffer, as bconv_body does. */
+uint32_t bnn_mca_layer16(const uint64_t *src, const uint8x16_t *win, const uint64_t *w,
+                         const uint16_t *c1)
+{
+    uint8x16_t xv[BNN_MCA_NW <= 9 ? BNN_MCA_NW : 1];
+    const uint8x16_t *x = win;
+    uint16x8x2_t c = load_u16x2(c1);
+    uint16x8_t m0, m1;
+    int j;
+    if (BNN_MCA_REGS && BNN_MCA_NW <= 9) {
+        for (j = 0; j < (BNN_MCA_NW <= 9 ? BNN_MCA_NW : 1); j++)
+            xv[j] = vreinterpretq_u8_u64(vld1q_dup_u64(src + j));
+        x = xv;
+    }
+    group16(x, w, BNN_MCA_NW, &m0, &m1);
+    return masks_to_bits16(vcombine_u8(vmovn_u16(vcltq_u16(m0, c.val[0])),
+                                       vmovn_u16(vcltq_u16(m1, c.val[1]))));
+}
+#endif
 #endif
 
 /* 64 channels of a multi-bit convolution with k <= 255 (int16 partial sums never overflow),
@@ -621,6 +645,22 @@ static uint64_t mb_bits64(const bnn_mbconv *l, const int8_t *win, int o0)
         return bits;
     }
 }
+
+#if defined(BNN_MCA) && defined(BNN_MCA_K)
+/* llvm-mca block of a multi-bit first layer: one output pixel x 64 output channels of fan-in
+ * BNN_MCA_K (<= 255), the code the kernel runs (mb_bits64), compiled with k as a constant. */
+uint64_t bnn_mca_mb64(const int8_t *win, const int8_t *wt, const int32_t *t)
+{
+    bnn_mbconv l;
+    memset(&l, 0, sizeof l);
+    l.k = BNN_MCA_K;
+    l.ocp = 64;
+    l.s.oc = 64;
+    l.wt = (int8_t *)wt;
+    l.t = (int32_t *)t;
+    return mb_bits64(&l, win, 0);
+}
+#endif
 
 void bnn_mbconv_neon(const bnn_mbconv *l, const int8_t *in, void *out, void *scratch)
 {

@@ -1,9 +1,12 @@
 /* Benchmark of one layer: host wall time (median of repeated calls) and, under qemu-insn,
  * executed instructions (run with -r 0 and -r N: the difference over N is one call).
  *
- *   bnn_bench [-k scalar|neon] [-r REPEAT] [-o OUT] [-p] [-f] bconv C H W OC KH KW S PAD PADV MODE
- *   bnn_bench [-k ...] [-r ...] [-o OUT] mbconv C H W OC KH KW S PAD PADV
+ *   bnn_bench [-k scalar|neon] [-r REPEAT] [-c] [-o OUT] [-p] [-f] bconv C H W OC KH KW S PAD PADV MODE
+ *   bnn_bench [-k ...] [-r ...] [-c] [-o OUT] mbconv C H W OC KH KW S PAD PADV
  *
+ * -c: count mode, for qemu-insn: REPEAT calls with no clock reads, no sorting, no printing, so
+ *     that count(-r 1) - count(-r 0) is one call exactly (the printed median's formatting costs
+ *     a value-dependent number of instructions, which would otherwise be counted with it);
  * -p: the timed call also packs the input from bytes (one byte per binary value, HWC);
  * -f: ablation, batch norm in float after an int32 output instead of the folded threshold
  *     (needs a build with -DBNN_ABLATION and MODE 0);
@@ -94,7 +97,7 @@ static int cmp_double(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    int i = 1, repeat = 1, r, p[10];
+    int i = 1, repeat = 1, r, p[10], count_only = 0;
     const char *outpath = NULL;
     size_t out_len;
     bnn_conv_shape s;
@@ -108,6 +111,8 @@ int main(int argc, char **argv)
             repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-o") && i + 1 < argc)
             outpath = argv[++i];
+        else if (!strcmp(argv[i], "-c"))
+            count_only = 1;
         else if (!strcmp(argv[i], "-p"))
             B.pack = 1;
         else if (!strcmp(argv[i], "-f"))
@@ -215,7 +220,10 @@ int main(int argc, char **argv)
         }
         B.out = alloc16(out_len);
     }
-    if (repeat > 0) {
+    if (count_only) {
+        for (r = 0; r < repeat; r++)
+            bench_call();
+    } else if (repeat > 0) {
         double *t = alloc16(sizeof(double) * (size_t)repeat);
         for (r = 0; r < repeat; r++) {
             double t0 = now_ns();

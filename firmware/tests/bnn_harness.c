@@ -52,7 +52,7 @@ static void *alloc16(size_t bytes, void **base)
 int main(int argc, char **argv)
 {
     FILE *f;
-    long size;
+    long size = 0;
     int32_t op, impl, np, prm[32];
     int i;
     void *out = NULL;

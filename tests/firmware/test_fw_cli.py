@@ -1,5 +1,7 @@
 """`bnnhw firmware run` reproduces `bnnhw run` exactly, on every target; errors are one line."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -15,19 +17,48 @@ def cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("BNNHW_CACHE", str(tmp_path_factory.getbasetemp() / "fwcli-cache"))
 
 
-@pytest.mark.parametrize("target", ["host", "aarch64", "armv7"])
-@pytest.mark.parametrize("model,shape", [("lfcW1A1_mnist", (40, 28, 28)),
-                                         ("cnvW1A1_cifar10", (3, 3, 32, 32))])
-def test_firmware_run_matches_golden_run(tmp_path, capsys, target, model, shape):
+def assert_same_score_files(firmware_npy, golden_npy):
+    """The comparison of the CLI tests: two score files, int64, identical bit for bit."""
+    golden, firmware = np.load(golden_npy), np.load(firmware_npy)
+    assert firmware.dtype == np.int64 and golden.dtype == np.int64, (firmware.dtype, golden.dtype)
+    assert firmware.shape == golden.shape, (firmware.shape, golden.shape)
+    bad = np.argwhere(firmware != golden)
+    assert bad.size == 0, f"{len(bad)} scores differ, first at {tuple(map(int, bad[0]))}"
+
+
+def cli_scores(tmp_path, model, shape, target):
+    """Runs `bnnhw run` and `bnnhw firmware run` on the same random input; returns the paths."""
     path = shared_file("bnn-pynq", f"{model}.npz")
     x = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
     np.save(tmp_path / "x.npy", x)
     assert main(["run", str(path), str(tmp_path / "x.npy"), "-o", str(tmp_path / "g.npy")]) == 0
     assert main(["firmware", "run", str(path), str(tmp_path / "x.npy"), "-o",
                  str(tmp_path / "f.npy"), "--target", target]) == 0
-    golden, firmware = np.load(tmp_path / "g.npy"), np.load(tmp_path / "f.npy")
-    assert firmware.dtype == np.int64 and np.array_equal(firmware, golden)
+    return tmp_path / "f.npy", tmp_path / "g.npy"
+
+
+@pytest.mark.parametrize("target", ["host", "aarch64", "armv7"])
+@pytest.mark.parametrize("model,shape", [("lfcW1A1_mnist", (40, 28, 28)),
+                                         ("cnvW1A1_cifar10", (3, 3, 32, 32))])
+def test_firmware_run_matches_golden_run(tmp_path, capsys, target, model, shape):
+    firmware, golden = cli_scores(tmp_path, model, shape, target)
+    assert_same_score_files(firmware, golden)
     assert f"firmware, {target}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("target", ["host", "aarch64"])
+def test_cli_one_corrupted_score_bit_fails(tmp_path, target):
+    """The CLI comparison is sharp: one bit flipped in the golden model's score file fails."""
+    firmware, golden = cli_scores(tmp_path, "lfcW1A1_mnist", (12, 28, 28), target)
+    assert_same_score_files(firmware, golden)
+    scores = np.load(golden)
+    for index, bit in (((0, 0), 0), ((7, 3), 5), ((11, 9), 62)):
+        corrupted = scores.copy()
+        corrupted[index] ^= np.int64(1) << np.int64(bit)
+        np.save(tmp_path / "bad.npy", corrupted)
+        message = "^1 scores differ, first at " + re.escape(str(index))
+        with pytest.raises(AssertionError, match=message):
+            assert_same_score_files(firmware, tmp_path / "bad.npy")
 
 
 def test_firmware_generate(tmp_path, capsys):

@@ -38,13 +38,19 @@ def harness(request, harnesses):
 @pytest.mark.parametrize("h,w,c", [(1, 1, 1), (2, 3, 63), (3, 2, 64), (2, 2, 65), (1, 3, 130),
                                    (4, 4, 256), (2, 2, 48), (2, 3, 80), (1, 2, 16)])
 def test_pack_feature_map(harness, tmp_path, h, w, c):
+    for impl in harness.impls:
+        assert_same(*pack_fm_case(harness, impl, tmp_path, h, w, c),
+                    f"packed feature map (impl {impl})")
+
+
+def pack_fm_case(harness, impl, tmp_path, h, w, c):
+    """(firmware output, expected words) of packing one byte feature map."""
     rng = np.random.default_rng(h * 1000 + c)
     bits = (rng.random((h, w, c)) < 0.5).astype(np.uint8)
     expected = pack_feature_map(np.moveaxis(bits, -1, 0)[None], 64)[0]   # [H, W, words]
     bytes_ = bits * rng.integers(1, 256, bits.shape).astype(np.uint8)    # any nonzero is +1
-    for impl in harness.impls:
-        got = harness.call(OP_PACK_FM, impl, [h, w, c], [bytes_], tmp_path)
-        assert_same(words(got), expected.reshape(-1), f"packed feature map (impl {impl})")
+    got = harness.call(OP_PACK_FM, impl, [h, w, c], [bytes_], tmp_path)
+    return words(got), expected.reshape(-1)
 
 
 @pytest.mark.parametrize("oc,c,kh,kw", [(1, 1, 1, 1), (3, 64, 3, 3), (5, 65, 3, 3),
@@ -79,16 +85,22 @@ def test_flatten(harness, tmp_path, h, w, c):
                                             (1, 3, 5, 0, 1), (1, 4, 4, 256, 1),
                                             (1, 5, 7, 200, 0)])
 def test_quantize_and_pack(harness, tmp_path, c, h, w, thr, flat):
+    for impl in harness.impls:
+        assert_same(*quant_case(harness, impl, tmp_path, c, h, w, thr, flat),
+                    f"quantized input (impl {impl})")
+
+
+def quant_case(harness, impl, tmp_path, c, h, w, thr, flat):
+    """(firmware output, expected words) of quantizing and packing raw bytes."""
     rng = np.random.default_rng(thr + c)
     raw = rng.integers(0, 256, (c, h, w), dtype=np.uint8)
     raw.flat[:3] = [thr - 1 if thr else 0, min(thr, 255), 255]      # the boundary itself
     bits = (raw >= thr).astype(np.uint8)
-    for impl in harness.impls:
-        got = harness.call(OP_QUANT, impl, [c, h, w, thr, flat], [raw], tmp_path)
-        hwc = np.moveaxis(bits, 0, -1)
-        expected = pack_bits(hwc.reshape(-1), 64) if flat else \
-            pack_feature_map(bits[None], 64)[0].reshape(-1)
-        assert_same(words(got), expected, f"quantized input (impl {impl})")
+    got = harness.call(OP_QUANT, impl, [c, h, w, thr, flat], [raw], tmp_path)
+    hwc = np.moveaxis(bits, 0, -1)
+    expected = pack_bits(hwc.reshape(-1), 64) if flat else \
+        pack_feature_map(bits[None], 64)[0].reshape(-1)
+    return words(got), expected
 
 
 # -- binary convolution ---------------------------------------------------------------------------
@@ -233,29 +245,34 @@ MBCONV_CASES = [
 
 @pytest.mark.parametrize("case", MBCONV_CASES, ids=lambda c: "x".join(map(str, c)))
 def test_multibit_conv(harness, tmp_path, case):
-    c, h, w, oc, kh, kw, stride, pad, pad_value, mode = case
     for seed in (1, 2, 3):
-        rng = np.random.default_rng(seed)
-        codes = rng.integers(-128, 128, (h, w, c)).astype(np.int8)
-        if seed == 3:
-            codes[:] = -128                           # extreme codes: |y| = 128 K
-        wt = np.where(rng.random((oc, c, kh, kw)) < 0.5, 1, -1).astype(np.int8)
-        if seed == 3:
-            wt[0] = -1
-        y = ref_conv_int(codes.astype(np.int64), wt, stride, pad, pad_value)
-        k = c * kh * kw
-        t = rng.integers(-128 * k - 2, 128 * k + 3, oc)
-        flat = y.reshape(-1, oc)
-        pick = rng.random(oc) < 0.6
-        t[pick] = flat[rng.integers(0, flat.shape[0], oc), np.arange(oc)][pick]
-        neg = (rng.random(oc) < 0.4).astype(np.uint8)
-        expected = pack_bits(ref_threshold(y, t, neg), 64).reshape(-1) if mode == BITS \
-            else y.reshape(-1)
         for impl in harness.impls:
-            out = harness.call(OP_MBCONV, impl, list(case),
-                               [codes, wt, t.astype("<i4"), neg], tmp_path)
-            got = np.frombuffer(out, "<u8" if mode == BITS else "<i4")
-            assert_same(got, expected.astype(got.dtype), f"seed {seed}, impl {impl}")
+            assert_same(*mbconv_case(harness, impl, tmp_path, case, seed),
+                        f"seed {seed}, impl {impl}")
+
+
+def mbconv_case(harness, impl, tmp_path, case, seed):
+    """(firmware output, expected values) of one multi-bit convolution."""
+    c, h, w, oc, kh, kw, stride, pad, pad_value, mode = case
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(-128, 128, (h, w, c)).astype(np.int8)
+    if seed == 3:
+        codes[:] = -128                           # extreme codes: |y| = 128 K
+    wt = np.where(rng.random((oc, c, kh, kw)) < 0.5, 1, -1).astype(np.int8)
+    if seed == 3:
+        wt[0] = -1
+    y = ref_conv_int(codes.astype(np.int64), wt, stride, pad, pad_value)
+    k = c * kh * kw
+    t = rng.integers(-128 * k - 2, 128 * k + 3, oc)
+    flat = y.reshape(-1, oc)
+    pick = rng.random(oc) < 0.6
+    t[pick] = flat[rng.integers(0, flat.shape[0], oc), np.arange(oc)][pick]
+    neg = (rng.random(oc) < 0.4).astype(np.uint8)
+    expected = pack_bits(ref_threshold(y, t, neg), 64).reshape(-1) if mode == BITS \
+        else y.reshape(-1)
+    out = harness.call(OP_MBCONV, impl, list(case), [codes, wt, t.astype("<i4"), neg], tmp_path)
+    got = np.frombuffer(out, "<u8" if mode == BITS else "<i4")
+    return got, expected.astype(got.dtype)
 
 
 # -- pooling and scores ---------------------------------------------------------------------
@@ -263,7 +280,13 @@ def test_multibit_conv(harness, tmp_path, case):
 @pytest.mark.parametrize("h,w,c,k,s", [(4, 4, 64, 2, 2), (5, 5, 130, 2, 2), (6, 7, 3, 3, 2),
                                        (3, 3, 200, 3, 1), (28, 28, 64, 2, 2)])
 def test_maxpool(harness, tmp_path, h, w, c, k, s):
-    rng = np.random.default_rng(h + c)
+    for impl in harness.impls:
+        assert_same(*pool_case(harness, impl, tmp_path, h, w, c, k, s), f"OR pool, impl {impl}")
+
+
+def pool_case(harness, impl, tmp_path, h, w, c, k, s, seed=None):
+    """(firmware output, expected words) of one OR max-pool."""
+    rng = np.random.default_rng(h + c if seed is None else seed)
     bits = (rng.random((h, w, c)) < 0.3).astype(np.uint8)
     ho, wo = (h - k) // s + 1, (w - k) // s + 1
     ref = np.zeros((ho, wo, c), np.uint8)
@@ -271,14 +294,17 @@ def test_maxpool(harness, tmp_path, h, w, c, k, s):
         for ox in range(wo):
             ref[oy, ox] = bits[oy * s:oy * s + k, ox * s:ox * s + k].max(axis=(0, 1))
     packed = pack_feature_map(np.moveaxis(bits, -1, 0)[None], 64)[0]
-    for impl in harness.impls:
-        got = harness.call(OP_POOL, impl, [h, w, c, k, s], [packed], tmp_path)
-        assert_same(words(got), pack_feature_map(np.moveaxis(ref, -1, 0)[None], 64)[0]
-                    .reshape(-1), f"OR pool, impl {impl}")
+    got = harness.call(OP_POOL, impl, [h, w, c, k, s], [packed], tmp_path)
+    return words(got), pack_feature_map(np.moveaxis(ref, -1, 0)[None], 64)[0].reshape(-1)
 
 
 @pytest.mark.parametrize("rule", [0, 1, 2])
 def test_scores(harness, tmp_path, rule):
+    assert_same(*scores_case(harness, tmp_path, rule), "scores")
+
+
+def scores_case(harness, tmp_path, rule):
+    """(firmware output, expected int64 scores) of one scoring rule (popcount, y, margins)."""
     rng = np.random.default_rng(rule)
     n, k = 12, 99
     y = (2 * rng.integers(0, k + 1, n) - k).astype("<i4")
@@ -288,7 +314,51 @@ def test_scores(harness, tmp_path, rule):
     got = np.frombuffer(harness.call(OP_SCORES, 0, [rule, n, k], [y, t, neg], tmp_path), "<i8")
     y64 = y.astype(np.int64)
     expected = {0: (y64 + k) // 2, 1: y64, 2: np.where(neg == 1, t - y64, y64 - t)}[rule]
-    assert_same(got, expected, "scores")
+    return got, expected
+
+
+def flip_one_bit(expected, seed):
+    """A copy of `expected` with exactly one bit flipped (chosen by `seed`, anywhere)."""
+    corrupted = np.array(expected, copy=True)
+    raw = corrupted.reshape(-1).view(np.uint8)
+    bit = int(np.random.default_rng(seed).integers(0, raw.size * 8))
+    raw[bit // 8] ^= np.uint8(1 << (bit % 8))
+    assert np.unpackbits((corrupted.reshape(-1).view(np.uint8)
+                          ^ np.asarray(expected).reshape(-1).view(np.uint8))).sum() == 1
+    return corrupted
+
+
+#: one case of every kernel test's comparison path: name -> (got, expected) for (harness, impl)
+CORRUPTION_CASES = {
+    "binary conv": lambda h, i, p: _bconv_pair(h, i, BCONV_CASES[0], p),
+    "binary conv int8": lambda h, i, p: _bconv_pair(h, i, BCONV_CASES[12], p),
+    "multibit conv": lambda h, i, p: mbconv_case(h, i, p, MBCONV_CASES[1], 1),
+    "multibit conv int32": lambda h, i, p: mbconv_case(h, i, p, MBCONV_CASES[5], 1),
+    "maxpool": lambda h, i, p: pool_case(h, i, p, 5, 5, 130, 2, 2),
+    "pack feature map": lambda h, i, p: pack_fm_case(h, i, p, 2, 2, 65),
+    "quantize and pack": lambda h, i, p: quant_case(h, i, p, 3, 4, 5, 100, 0),
+    "scores": lambda h, i, p: scores_case(h, p, 2),
+}
+
+
+def _bconv_pair(harness, impl, case, tmp_path):
+    bits, wt, t, neg, y = _bconv_data(case, 1)
+    got = _run_bconv(harness, impl, case, bits, wt, t, neg, tmp_path)
+    return got, _expected_bconv(case, y, t, neg).astype(got.dtype)
+
+
+@pytest.mark.parametrize("config", ["host-neon", "aarch64"])
+@pytest.mark.parametrize("kind", list(CORRUPTION_CASES))
+def test_kernel_one_corrupted_bit_fails(harnesses, tmp_path, config, kind):
+    """Every kernel test's comparison is sharp: the firmware output equals the reference, and
+    one flipped bit anywhere in the reference is caught (host NEON and AArch64 under qemu)."""
+    harness = harnesses[config]
+    impl = 0 if kind == "scores" else 1
+    got, expected = CORRUPTION_CASES[kind](harness, impl, tmp_path)
+    assert_same(got, expected, f"{kind} ({config})")
+    for seed in range(3):
+        with pytest.raises(AssertionError, match=r": 1 mismatches"):
+            assert_same(got, flip_one_bit(expected, seed), f"{kind} corrupted")
 
 
 def test_kernels_under_sanitizers(san_harness, tmp_path):
@@ -308,8 +378,13 @@ def test_kernels_under_sanitizers(san_harness, tmp_path):
         out = san_harness.call(OP_MBCONV, impl, [3, 6, 7, 20, 3, 3, 2, 1, -5, BITS],
                                [codes, wt, t, neg], tmp_path)
         assert_same(words(out), pack_bits((y >= 0).astype(np.uint8), 64).reshape(-1), "mb")
-        bits = (np.random.default_rng(2).random((5, 5, 130)) < 0.3).astype(np.uint8)
-        packed = pack_feature_map(np.moveaxis(bits, -1, 0)[None], 64)[0]
-        san_harness.call(OP_POOL, impl, [5, 5, 130, 2, 2], [packed], tmp_path)
-        raw = np.random.default_rng(3).integers(0, 256, (1, 5, 7), dtype=np.uint8)
-        san_harness.call(OP_QUANT, impl, [1, 5, 7, 100, 1], [raw], tmp_path)
+        for shape in ((5, 5, 130, 2, 2), (6, 7, 3, 3, 2)):
+            assert_same(*pool_case(san_harness, impl, tmp_path, *shape, seed=2),
+                        f"sanitized pool {shape}, impl {impl}")
+        for args in ((1, 5, 7, 100, 1), (3, 4, 5, 100, 0), (1, 28, 28, 128, 1)):
+            assert_same(*quant_case(san_harness, impl, tmp_path, *args),
+                        f"sanitized quantize {args}, impl {impl}")
+        assert_same(*pack_fm_case(san_harness, impl, tmp_path, 2, 2, 65),
+                    f"sanitized packing, impl {impl}")
+    for rule in (0, 1, 2):
+        assert_same(*scores_case(san_harness, tmp_path, rule), f"sanitized scores {rule}")

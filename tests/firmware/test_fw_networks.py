@@ -1,8 +1,9 @@
 """Whole networks through the generated firmware runner, bit-exact against bnnhw.golden.forward.
 
-Real networks (BNN-PYNQ LFC on MNIST, CNV on CIFAR-10 vector images) and small random networks
-that cover every layer kind, on the host (scalar and NEON through SIMDe), AArch64 and ARMv7
-(qemu-user), plus an ASan + UBSan host build.
+Real networks (BNN-PYNQ LFC on MNIST, CNV on CIFAR-10 vector images; CNV on Street View house
+numbers and road signs, LFC on merged characters; bnnhw's own example digits_bnn.npz) and
+small random networks that cover every layer kind, on the host (scalar and NEON through SIMDe),
+AArch64 and ARMv7 (qemu-user), plus an ASan + UBSan host build.
 """
 
 import numpy as np
@@ -80,6 +81,70 @@ def test_cnv_cifar10(config, cnv, cnv_batch, fw_root):
     assert_scores(got, expected, f"CNV on {len(x)} images ({config})")
 
 
+#: the other BNN-PYNQ networks and bnnhw's example: model -> images of the default run
+OTHER_MODELS = ["cnvW1A1_streetview", "cnvW1A1_road_signs", "lfcW1A1_chars_merged",
+                "digits_bnn"]
+
+
+def load_other(model):
+    import bnnhw
+    if model == "digits_bnn":
+        from bnnhw.examples import EXAMPLE_MODEL
+        return bnnhw.load_model(EXAMPLE_MODEL)
+    return bnnhw.load_model(shared_file("bnn-pynq", f"{model}.npz"))
+
+
+def other_images(model, net, n, seed):
+    """n images for `model`: real ones first (CIFAR-10 vectors for CNV, MNIST vectors for LFC,
+    held-out digits for the example), then random bytes."""
+    rng = np.random.default_rng(seed)
+    if model == "digits_bnn":
+        from bnnhw.examples import digits_split
+        real = digits_split()[2]
+    elif model.startswith("cnv"):
+        vec = np.load(shared_file("bnn-pynq", "vectors", "vectors_cnvW1A1_cifar10.npz"))
+        real = np.moveaxis(vec["images_hwc_u8"], -1, 1)
+    else:
+        vec = np.load(shared_file("bnn-pynq", "vectors", "vectors_lfcW1A1_mnist.npz"))
+        real = vec["images_u8"]
+    real = real[rng.permutation(len(real))[:n - n // 2]].reshape(-1, *net.input_shape)
+    noise = rng.integers(0, 256, (n - len(real), *net.input_shape), dtype=np.uint8)
+    return np.concatenate([real.astype(np.uint8), noise])
+
+
+@pytest.fixture(scope="module")
+def other_nets():
+    return {m: load_other(m) for m in OTHER_MODELS}
+
+
+@pytest.mark.parametrize("config", ["host-neon", "aarch64"])
+@pytest.mark.parametrize("model", OTHER_MODELS)
+def test_other_models(config, model, other_nets, fw_root):
+    """Street View and road-sign CNVs, the merged-characters LFC and bnnhw's digits example."""
+    net = other_nets[model]
+    x = other_images(model, net, 20 if model == "digits_bnn" else 4, seed=3)
+    expected = golden.forward(net, x)
+    assert len({tuple(r) for r in expected}) > 1, "degenerate test images"
+    assert_scores(fw_run(net, x, config, fw_root / config), expected,
+                  f"{model} on {len(x)} images ({config})")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("model", OTHER_MODELS)
+def test_other_models_sweep(config, model, other_nets, fw_root):
+    net = other_nets[model]
+    n = 360 if model == "digits_bnn" else 32 if model.startswith("cnv") else 200
+    x = other_images(model, net, n, seed=4)
+    assert_scores(fw_run(net, x, config, fw_root / config), golden.forward(net, x),
+                  f"{model} on {len(x)} images ({config})")
+    if model == "digits_bnn":
+        from bnnhw.examples import digits_split
+        x, _, xt, yt = digits_split()
+        got = fw_run(net, xt, config, fw_root / config)
+        assert_scores(got, golden.forward(net, xt), f"digits held-out set ({config})")
+
+
 def check_random_network(config, which, fw_root, seeds):
     for seed in seeds:
         net = random_networks(seed)[which]
@@ -113,12 +178,31 @@ def test_random_networks_are_not_trivial():
         assert len({tuple(s) for s in scores}) > 1, net.name
 
 
-def test_one_corrupted_score_bit_fails(lfc, mnist_batch, fw_root):
+@pytest.mark.parametrize("config", ["host-neon", "aarch64"])
+def test_one_corrupted_score_bit_fails(lfc, mnist_batch, fw_root, config):
     images, expected = mnist_batch
-    got = fw_run(lfc, images[:20], "host-neon", fw_root / "host-neon")
+    got = fw_run(lfc, images[:20], config, fw_root / config)
     assert_scores(got, expected[:20], "reference")
     corrupted = expected[:20].copy()
     corrupted[3, 4] ^= 1
+    with pytest.raises(AssertionError, match="1 scores differ"):
+        assert_scores(got, corrupted, "corrupted")
+    corrupted = expected[:20].copy()
+    corrupted[-1, -1] ^= 1 << 40                     # a high bit of the last score
+    with pytest.raises(AssertionError, match="1 scores differ"):
+        assert_scores(got, corrupted, "corrupted")
+
+
+@pytest.mark.parametrize("model", OTHER_MODELS)
+def test_other_models_one_corrupted_score_bit_fails(model, other_nets, fw_root):
+    """The same sharpness on the models added above (AArch64 under qemu)."""
+    net = other_nets[model]
+    x = other_images(model, net, 3, seed=5)
+    expected = golden.forward(net, x)
+    got = fw_run(net, x, "aarch64", fw_root / "aarch64")
+    assert_scores(got, expected, "reference")
+    corrupted = expected.copy()
+    corrupted[1, net.num_classes // 2] ^= 1
     with pytest.raises(AssertionError, match="1 scores differ"):
         assert_scores(got, corrupted, "corrupted")
 

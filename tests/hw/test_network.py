@@ -11,11 +11,18 @@ from .netutil import expected_lasts, random_dense_net, run_core
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
 
-def check_core(net, folding, images, **kw):
+def check_core(net, folding, images, *, expected=None, expected_last=None, **kw):
+    """Simulate a core on ``images`` and compare its score beats with ``expected`` (default:
+    the golden model) and their ``last`` flags with ``expected_last`` (default: the final
+    class of each image)."""
     core = NetworkCore(net=net, folding=folding)
     scores, lasts, cycles = run_core(core, images, **kw)
-    np.testing.assert_array_equal(scores, golden.forward(net, images))
-    np.testing.assert_array_equal(lasts, expected_lasts(len(images), net.num_classes))
+    if expected is None:
+        expected = golden.forward(net, images)
+    if expected_last is None:
+        expected_last = expected_lasts(len(images), net.num_classes)
+    np.testing.assert_array_equal(scores, expected)
+    np.testing.assert_array_equal(lasts, expected_last)
     return core, cycles
 
 
@@ -88,16 +95,21 @@ def test_conv_cycles_per_image_measured():
     assert list(np.diff(last)) == [d["cycles_per_image"]] * (len(images) - 1)
 
 
-def test_corrupted_expectation_fails():
+@pytest.mark.parametrize("what,image,cls,bit", [("score", 1, 3, 0), ("score", 0, 9, 2),
+                                                ("last", 1, 9, 0)])
+def test_corrupted_expectation_fails(what, image, cls, bit):
+    """The whole-network harness (check_core: simulate, compare with golden) passes on the
+    golden scores and fails when one bit of one expected score or ``last`` flag is flipped."""
     net = random_dense_net(4)
     images = np.random.default_rng(4).integers(0, 256, (2, 1, 4, 6), dtype=np.uint8)
-    core = NetworkCore(net=net, folding={"fc0": {"PE": 4, "SIMD": 8}, "fc1": {"PE": 5, "SIMD": 6}})
-    scores, _, _ = run_core(core, images)
+    folding = {"fc0": {"PE": 4, "SIMD": 8}, "fc1": {"PE": 5, "SIMD": 6}}
+    kw = dict(valid_prob=0.7, ready_prob=0.6)
+    check_core(net, folding, images, **kw)
     expected = golden.forward(net, images)
-    np.testing.assert_array_equal(scores, expected)
-    expected[1, 3] ^= 1
-    with pytest.raises(AssertionError):
-        np.testing.assert_array_equal(scores, expected)
+    lasts = expected_lasts(len(images), net.num_classes)
+    (expected if what == "score" else lasts)[image, cls] ^= 1 << bit
+    with pytest.raises(AssertionError, match=r"Mismatched elements: 1 / 20 "):
+        check_core(net, folding, images, expected=expected, expected_last=lasts, **kw)
 
 
 def test_errors():

@@ -92,19 +92,25 @@ def run_comb_stage(dut, cases):
     return out
 
 
-@pytest.mark.parametrize("pe,simd,stages", [(3, 7, 0), (2, 16, 1), (4, 9, 2), (1, 32, 5)])
-def test_chunk_popcount(pe, simd, stages):
+def chunk_popcount_run(pe, simd, stages):
+    """Random chunks through a ChunkPopcount: (per-case lane outputs, reference)."""
     rng = np.random.default_rng(pe * simd)
     dut = ChunkPopcount(pe=pe, simd=simd, stages=stages)
     cases = [(int(rng.integers(0, 1 << simd)), int(rng.integers(0, 1 << (pe * simd))))
              for _ in range(10)]
     exp = [[sum(1 for j in range(simd) if (x >> j) & 1 == (w >> (r * simd + j)) & 1)
             for r in range(pe)] for x, w in cases]
-    assert run_comb_stage(dut, cases) == exp
+    return run_comb_stage(dut, cases), exp
 
 
-@pytest.mark.parametrize("in_bits,stages", [(8, 1), (4, 0), (3, 2)])
-def test_chunk_dot(in_bits, stages):
+@pytest.mark.parametrize("pe,simd,stages", [(3, 7, 0), (2, 16, 1), (4, 9, 2), (1, 32, 5)])
+def test_chunk_popcount(pe, simd, stages):
+    got, exp = chunk_popcount_run(pe, simd, stages)
+    compare_beats(got, exp, "case")
+
+
+def chunk_dot_run(in_bits, stages):
+    """Random multi-bit chunks through a ChunkDot: (per-case lane outputs, reference)."""
     pe, simd = 3, 5
     rng = np.random.default_rng(in_bits)
     dut = ChunkDot(pe=pe, simd=simd, in_bits=in_bits, stages=stages)
@@ -117,4 +123,25 @@ def test_chunk_dot(in_bits, stages):
         wb = sum(int(b == 1) << (r * simd + j) for r in range(pe) for j, b in enumerate(w[r]))
         cases.append((x, wb))
         exp.append([int(np.dot(w[r], q)) for r in range(pe)])
-    assert run_comb_stage(dut, cases) == exp
+    return run_comb_stage(dut, cases), exp
+
+
+@pytest.mark.parametrize("in_bits,stages", [(8, 1), (4, 0), (3, 2)])
+def test_chunk_dot(in_bits, stages):
+    got, exp = chunk_dot_run(in_bits, stages)
+    compare_beats(got, exp, "case")
+
+
+@pytest.mark.parametrize("run,args", [(chunk_popcount_run, (4, 9, 2)),
+                                      (chunk_popcount_run, (3, 7, 0)),
+                                      (chunk_dot_run, (8, 1)), (chunk_dot_run, (3, 2))])
+def test_chunk_stage_corrupted_expectation_fails(run, args):
+    """The chunk-stage comparisons catch one flipped bit of one lane's expected result, also
+    in the last case (the one that leaves the pipeline last)."""
+    got, exp = run(*args)
+    compare_beats(got, exp, "case")
+    for case, lane in ((0, 0), (len(exp) - 1, len(exp[0]) - 1)):
+        bad = [list(e) for e in exp]
+        bad[case][lane] ^= 1
+        with pytest.raises(AssertionError, match=f"^case {case}: got"):
+            compare_beats(got, bad, "case")

@@ -9,6 +9,8 @@ from bnnhw.hw.threshold import (ClipUnit, ThresholdUnit, accumulator_range, shap
                                 threshold_table)
 from bnnhw.model import BinaryDense, Clip, MultibitConv2d, Threshold
 
+from .streams import compare_beats
+
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
 
@@ -74,7 +76,8 @@ def run_exhaustive(dut, drive, read, cases):
     return got
 
 
-def test_threshold_unit_exhaustive():
+def threshold_unit_run():
+    """Every (value, compare, negate) through a ThresholdUnit: (outputs, SPEC §5 reference)."""
     vs, cs = range(0, 8), range(-2, 10)
     dut = ThresholdUnit(lanes=1, value_shape=unsigned(3), compare_shape=signed(5))
     cases = [(v, c, n) for v in vs for c in cs for n in (0, 1)]
@@ -85,10 +88,11 @@ def test_threshold_unit_exhaustive():
         ctx.set(dut.negate, case[2])
 
     got = run_exhaustive(dut, drive, lambda ctx: ctx.get(dut.o), cases)
-    assert got == [int((v >= c) != bool(n)) for v, c, n in cases]
+    return got, [int((v >= c) != bool(n)) for v, c, n in cases]
 
 
-def test_clip_unit_exhaustive():
+def clip_unit_run():
+    """Every 6-bit input through a 3-bit ClipUnit: (outputs, SPEC §4 reference)."""
     dut = ClipUnit(in_shape=signed(6), bits=3)
     cases = list(range(-32, 32))
 
@@ -96,7 +100,17 @@ def test_clip_unit_exhaustive():
         ctx.set(dut.i, v)
 
     got = run_exhaustive(dut, drive, lambda ctx: ctx.get(dut.o), cases)
-    assert got == [max(-3, min(3, v)) for v in cases]
+    return got, [max(-3, min(3, v)) for v in cases]
+
+
+def test_threshold_unit_exhaustive():
+    got, exp = threshold_unit_run()
+    compare_beats(got, exp, "case")
+
+
+def test_clip_unit_exhaustive():
+    got, exp = clip_unit_run()
+    compare_beats(got, exp, "case")
     with pytest.raises(ValueError, match=r"^Clip width must be at least 2, not 1$"):
         ClipUnit(in_shape=signed(6), bits=1)
 
@@ -105,3 +119,16 @@ def test_shape_for():
     assert shape_for(0, 12) == unsigned(4)
     assert shape_for(-1, 12) == signed(5)
     assert shape_for(-8, 7) == signed(4)
+
+
+@pytest.mark.parametrize("run,index,bit", [(threshold_unit_run, 0, 0),
+                                           (threshold_unit_run, 101, 0),
+                                           (clip_unit_run, 5, 1), (clip_unit_run, 63, 0)])
+def test_corrupted_expectation_fails(run, index, bit):
+    """The exhaustive comparisons above catch one flipped expected bit, at its case."""
+    got, exp = run()
+    compare_beats(got, exp, "case")
+    bad = list(exp)
+    bad[index] ^= 1 << bit
+    with pytest.raises(AssertionError, match=f"^case {index}: got"):
+        compare_beats(got, bad, "case")
