@@ -81,7 +81,9 @@ def test_lfc_cli_simulate_icarus(lfc_gen, data_dir, tmp_path):
 def test_lfc_icarus_20_mnist(lfc, lfc_gen):
     folder, manifest = lfc_gen
     x = load_mnist_images(20)
-    r = run(folder / "core", "icarus", stimulus=stimulus_for(manifest, lfc, x))
+    # Clean phase only: ~26 cycles/s under Icarus (the stress phase doubles the cycles; it
+    # runs under Icarus on the small networks and the example model).
+    r = run(folder / "core", "icarus", phases=CLEAN, stimulus=stimulus_for(manifest, lfc, x))
     assert_exact(r, lfc, x)
 
 
