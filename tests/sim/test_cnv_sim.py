@@ -3,7 +3,7 @@ bit-exact against the golden model.
 
 CNV under Verilator (fast-build) simulates ~5-15k cycles/s: two images in two phases
 (~340k cycles) in the default run. Under Icarus it runs ~400 cycles/s (two images, ~170k
-cycles, ~7 minutes): behind ``slow``.
+cycles, 10-20 minutes): behind ``slow``.
 """
 
 import re
@@ -55,7 +55,7 @@ def test_cnv_lint(cnv_gen):
 
 @pytest.mark.slow
 def test_cnv_cli_simulate_icarus(cnv_gen, cnv_images, data_dir, tmp_path):
-    # ~400 cycles/s under Icarus: two images (~170k cycles) take ~7 minutes.
+    # ~150-400 cycles/s under Icarus: two images (~170k cycles) take 10-20 minutes.
     folder, _ = cnv_gen
     cli_simulate_equals_run(data_dir / "bnn-pynq" / CNV_FILE, folder, cnv_images,
                              "icarus", tmp_path)
