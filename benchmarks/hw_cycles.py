@@ -2,7 +2,7 @@
 
 For LFC (``lfcW1A1_mnist``, MNIST test images) and CNV (``cnvW1A1_cifar10``, the reference
 images) at FINN's folding (``net.meta["folding"]``) and at a faster folding
-(:func:`bnnhw.hw.folding.auto_folding` for FINN's *published* image rate at 100 MHz), the
+(:func:`bnnhw.plan.folding.auto_folding` for FINN's *published* image rate at 100 MHz), the
 generated Verilog is simulated with cocotb under Verilator, images streamed back to back
 without gaps or backpressure. Every score is checked against the golden model. Reported:
 
@@ -37,7 +37,7 @@ import bnnhw  # noqa: E402
 from bnnhw import golden  # noqa: E402
 from bnnhw.gen import generate  # noqa: E402
 from bnnhw.gen.cocotb_run import run_testbench  # noqa: E402
-from bnnhw.hw.folding import auto_folding, load_folding  # noqa: E402
+from bnnhw.plan.folding import auto_folding, load_folding  # noqa: E402
 from report import ROOT, SHARED_DATA, markdown_table, update_section  # noqa: E402
 
 OUT = ROOT / "build" / "hw_cycles"
@@ -163,7 +163,7 @@ def render(results):
                  + "; ".join(parts) + " at 100 MHz, so FINN's published rates are not "
                  "reachable with that folding at 100 MHz (they were presumably measured with "
                  "another folding or clock). The \"fast\" rows use the cheapest folding that "
-                 "meets the published rate (`bnnhw.hw.folding.auto_folding`). Resources of "
+                 "meets the published rate (`bnnhw.plan.folding.auto_folding`). Resources of "
                  "these cores: see the hardware resources section.", ""]
     body += ["Verilator simulation speed (cocotb drives and checks every stream beat):", "",
              markdown_table(["model", "folding", "simulated cycles", "run s", "cycles/s",

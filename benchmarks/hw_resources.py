@@ -1,7 +1,7 @@
 """Out-of-context FPGA resources of bnnhw's streaming cores, beside FINN's published figures.
 
 For LFC (``lfcW1A1_mnist``) and CNV (``cnvW1A1_cifar10``) at FINN's folding
-(``net.meta["folding"]``) and at a faster folding (:func:`bnnhw.hw.folding.auto_folding` for
+(``net.meta["folding"]``) and at a faster folding (:func:`bnnhw.plan.folding.auto_folding` for
 FINN's *published* image rate at 100 MHz), every stage of :class:`bnnhw.hw.network.NetworkCore`
 (input quantizer, sliding windows, FIFOs, width converters, MVTUs, pools, score serializer) is
 synthesized on its own with YoWASP Yosys for Xilinx 7-series (LUT6), ECP5 and iCE40; stages are
@@ -37,7 +37,7 @@ import bnnhw  # noqa: E402
 from bnnhw.errors import ToolError  # noqa: E402
 from bnnhw.gen import resources  # noqa: E402
 from bnnhw.gen.verilog import to_rtlil  # noqa: E402
-from bnnhw.hw.folding import auto_folding, load_folding  # noqa: E402
+from bnnhw.plan.folding import auto_folding, load_folding  # noqa: E402
 from bnnhw.hw.mvtu import MVTU  # noqa: E402
 from bnnhw.hw.network import NetworkCore  # noqa: E402
 from bnnhw.hw.pe import XnorPopcountPE  # noqa: E402
@@ -262,7 +262,7 @@ def pnr_jobs(args, store):
 
 
 def board_jobs(store):
-    import boards
+    import bnnhw.boards as boards
     jobs = []
     for board in boards.BOARDS:
         def build(b=board):
@@ -415,7 +415,7 @@ def report(store, plan, families):
                   "by the exact cycle count (CNV's fc6, PE=1, SIMD=4: 512 x 64 = 32,768 cycles "
                   "per image; LFC's fc1: 16 x 32 = 512), so those figures come from another "
                   "clock or folding; the *faster folding* rows are the cheapest folding "
-                  "(`bnnhw.hw.folding.auto_folding`) that reaches FINN's published rate at "
+                  "(`bnnhw.plan.folding.auto_folding`) that reaches FINN's published rate at "
                   "100 MHz.", ""]
     parts += tables
     parts += accumulator_report(store, plan)

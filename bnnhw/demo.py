@@ -28,7 +28,7 @@ def _heading(text):
 
 
 def _held_out():
-    from .examples.train_digits import digits_split
+    from .model.datasets import digits_split
     _, _, x_test, y_test = digits_split()
     return x_test, y_test
 
@@ -42,7 +42,7 @@ def step_model(ctx):
     recorded = json.loads(path.with_suffix(".json").read_text())
     ctx["recorded"] = recorded
     _heading("example model")
-    from .cli import model_summary
+    from .model.summary import model_summary
     s = model_summary(net)
     print(f"{net.name} (id {net.fingerprint()}): {len(net.layers)} layers, "
           f"{s['total_operations']:,} binary ops and {s['total_weight_bits']:,} weight bits "
@@ -128,7 +128,7 @@ def step_hardware(ctx):
     skips place and route and says which clock it assumes instead).
     """
     from .gen.cocotb_run import simulator_env
-    from .hw.folding import auto_folding
+    from .plan.folding import auto_folding
     from .simulate import simulate
     net, x = ctx["net"], ctx["x"][:DEMO_HW_IMAGES]
     _heading("hardware (Amaranth -> Verilog; cocotb + Verilator; ECP5 place and route)")

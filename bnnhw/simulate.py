@@ -39,7 +39,7 @@ def ensure_generated(net, folding=None, build_dir=None):
         The generated folder and its manifest.
     """
     from .gen.verilog import generate
-    from .hw.folding import load_folding
+    from .plan.folding import load_folding
     folding = load_folding(net, folding)
     folder = Path(build_dir) if build_dir is not None else build_folder(net, folding)
     gen_dir = folder / "core"
@@ -68,7 +68,7 @@ def simulate(net, x, *, simulator="icarus", folding=None, build_dir=None, stress
     simulator : {"icarus", "verilator"}
     folding : dict, optional
         ``{layer: {"PE", "SIMD"}}`` or a JSON file; default as
-        :func:`bnnhw.hw.folding.load_folding`.
+        :func:`bnnhw.plan.folding.load_folding`.
     build_dir : path-like, optional
         Build folder (default: named by the model fingerprint and folding).
     stress : bool

@@ -1,6 +1,6 @@
 """Board targets: each module wraps a network core in pins (UART, LEDs) for one FPGA board.
 
-``python -m boards.icebreaker`` / ``python -m boards.ulx3s`` build a bitstream with YoWASP
+``python -m bnnhw.boards.icebreaker`` / ``python -m bnnhw.boards.ulx3s`` build a bitstream with YoWASP
 and print Fmax and utilisation; :func:`build` does the same from Python. Core components
 (:mod:`bnnhw.hw`) never touch pins; only this package does.
 """

@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
 from amaranth.hdl import Cat, Module, Signal
@@ -30,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 __all__ = ["UartRx", "UartTx", "StreamBridge", "UartNetwork", "build", "yowasp_env",
            "DEFAULT_MODEL"]
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "bnnhw" / "examples" / "digits_bnn.npz"
+DEFAULT_MODEL = Path(str(resources.files("bnnhw.examples") / "digits_bnn.npz"))
 
 
 def _check_divisor(divisor):
@@ -254,7 +255,7 @@ def build(board, model=None, out_dir=None, *, target_mhz=None, folding=None, see
     Parameters
     ----------
     board : str
-        A name in :data:`boards.BOARDS` (``"icebreaker"``, ``"ulx3s"``).
+        A name in :data:`bnnhw.boards.BOARDS` (``"icebreaker"``, ``"ulx3s"``).
     model : path-like, Network or None
         Default: the example ``bnnhw/examples/digits_bnn.npz``.
     out_dir : path-like or None
@@ -309,9 +310,9 @@ def build(board, model=None, out_dir=None, *, target_mhz=None, folding=None, see
 
 
 def main(board, argv=None):
-    """``python -m boards.<board> [--model M] [--out DIR] [--target-mhz F]``."""
+    """``python -m bnnhw.boards.<board> [--model M] [--out DIR] [--target-mhz F]``."""
     import argparse
-    p = argparse.ArgumentParser(prog=f"python -m boards.{board}",
+    p = argparse.ArgumentParser(prog=f"python -m bnnhw.boards.{board}",
                                 description=f"Build the {board} bitstream (YoWASP) and print "
                                             f"Fmax and utilisation as JSON.")
     p.add_argument("--model", default=None, help=f"model file (default {DEFAULT_MODEL.name})")

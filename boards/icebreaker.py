@@ -1,6 +1,6 @@
 """iCEBreaker (iCE40UP5K-SG48, 12 MHz): the example network behind the FTDI UART.
 
-Run ``python -m boards.icebreaker [--model M] [--out DIR] [--target-mhz F]``: builds
+Run ``python -m bnnhw.boards.icebreaker [--model M] [--out DIR] [--target-mhz F]``: builds
 ``build/boards/icebreaker/top.bin`` with YoWASP (Yosys, nextpnr-ice40, icepack) and prints
 Fmax and utilisation. Pins: UART rx 6 / tx 9 (115200 8N1), LED 0 toggles per image, LED 1
 lights while input bytes wait.
@@ -13,7 +13,7 @@ BOARD = "icebreaker"
 
 
 def build(model=None, out_dir=None, **kwargs):
-    """:func:`boards.common.build` for the iCEBreaker."""
+    """:func:`bnnhw.boards.common.build` for the iCEBreaker."""
     return _build(BOARD, model, out_dir, **kwargs)
 
 

@@ -19,6 +19,6 @@ def lfc():
 
 @pytest.fixture(scope="session")
 def mnist():
-    from bnnhw.cli import load_mnist
+    from bnnhw.model.datasets import load_mnist
     shared_file("mnist", "t10k-images-idx3-ubyte.gz")
     return load_mnist(MNIST)

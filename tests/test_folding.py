@@ -1,91 +1,102 @@
-"""Batch norm + sign folded into thresholds (SPEC §5) against the float sign(BN(v))."""
+"""Folding: sources, validation messages naming the layer, automatic folding."""
 
-import numpy as np
+import json
+
 import pytest
 
 from bnnhw.errors import ModelError
-from bnnhw.model import fold_batchnorm
+from bnnhw.plan.folding import (auto_folding, check_folding, default_folding, folding_cycles,
+                              load_folding)
+
+from hw.netutil import random_conv_net, random_dense_net
 
 
-def float_sign_bn(v, gamma, beta, mean, var, eps):
-    # Written out independently of bnnhw.model.folding: sign(0) = +1.
-    out = gamma * (v - mean) / np.sqrt(var + eps) + beta
-    return np.where(out >= 0, 1, 0)
+def test_sources(tmp_path, lfc):
+    net = random_dense_net(1)
+    f = {"fc0": {"PE": 2, "SIMD": 3}, "fc1": {"PE": 1, "SIMD": 12}}
+    assert load_folding(net, f) == f
+    path = tmp_path / "f.json"
+    path.write_text(json.dumps(f))
+    assert load_folding(net, path) == f
+    assert load_folding(net, str(path)) == f
+    assert load_folding(net) == default_folding(net)
+    assert load_folding(lfc) == lfc.meta["folding"]
+    assert load_folding(lfc)["fc3"] == {"PE": 16, "SIMD": 8}      # PE > O = 10 is allowed
 
 
-def folded(v, t, neg):
-    return np.where(neg, v <= t, v >= t).astype(int)
+def test_errors(tmp_path):
+    net = random_conv_net(0)
+    good = {"conv0": {"PE": 1, "SIMD": 3}, "conv1": {"PE": 1, "SIMD": 4},
+            "fc2": {"PE": 1, "SIMD": 4}, "fc3": {"PE": 1, "SIMD": 5}}
+    check_folding(net, good)
+
+    def bad(layer, **entry):
+        f = {k: dict(v) for k, v in good.items()}
+        f[layer] = entry
+        return f
+
+    cases = [
+        (bad("conv1", PE=1, SIMD=3),
+         "layer 'conv1': SIMD must divide the 4 input channels, not 3"),
+        (bad("fc2", PE=0, SIMD=4), "layer 'fc2': PE must be a positive integer, not 0"),
+        (bad("fc2", PE=1, SIMD=25), "layer 'fc2': SIMD must be at most the 24 inputs (K), not 25"),
+        (bad("fc2", PE=1), "layer 'fc2': folding needs SIMD"),
+        (bad("fc2", PE=1, SIMD=4, MH=3), "layer 'fc2': unknown folding key 'MH'"),
+        ({**good, "fc9": {"PE": 1, "SIMD": 1}},
+         "folding names layer 'fc9', which is not a compute layer of 'conv' "
+         "(compute layers: conv0, conv1, fc2, fc3)"),
+        ({k: v for k, v in good.items() if k != "fc3"}, "folding has no entry for layer 'fc3'"),
+    ]
+    for folding, message in cases:
+        with pytest.raises(ModelError) as e:
+            check_folding(net, folding)
+        assert str(e.value) == message
+    (tmp_path / "x.json").write_text("{")
+    with pytest.raises(ModelError, match=r"^folding file .*x.json' is not valid JSON"):
+        load_folding(net, tmp_path / "x.json")
+    with pytest.raises(ModelError, match=r"^cannot read folding file"):
+        load_folding(net, tmp_path / "missing.json")
 
 
-def check_all(gamma, beta, mean, var, eps, lo, hi):
-    t, neg = fold_batchnorm(gamma, beta, mean, var, eps, (lo, hi), layer="bn")
-    v = np.arange(lo, hi + 1)[:, None]
-    expected = float_sign_bn(v.astype(np.float64), np.asarray(gamma, float),
-                             np.asarray(beta, float), np.asarray(mean, float),
-                             np.asarray(var, float), eps)
-    assert np.array_equal(folded(v, t, neg), expected)
-    return t, neg
+def brute_force_cheapest(info, budget):
+    layer = info.layer
+    pix = 1 if len(info.output_shape) == 1 else info.output_shape[1] * info.output_shape[2]
+    best = None
+    for pe in range(1, layer.out_channels + 1):
+        for simd in range(1, layer.fan_in + 1):
+            if hasattr(layer, "kernel") and layer.in_channels % simd:
+                continue
+            cyc = -(-layer.out_channels // pe) * -(-layer.fan_in // simd) * pix
+            if cyc <= budget:
+                cost = pe * simd * getattr(layer, "input_bits", 1)
+                best = cost if best is None else min(best, cost)
+    return best
 
 
-def test_exact_ties_both_polarities():
-    # var + eps = 1 exactly, so tau = mean - beta / gamma is an integer: v == tau is a tie.
-    gamma = np.array([1.0, -1.0, 2.0, -0.5])
-    beta = np.array([0.0, 0.0, -4.0, 1.5])
-    mean = np.array([5.0, 5.0, 1.0, -2.0])
-    t, neg = check_all(gamma, beta, mean, np.full(4, 0.75), 0.25, -20, 20)
-    assert t.tolist() == [5, 5, 3, 1] and neg.tolist() == [False, True, False, True]
+@pytest.mark.parametrize("ips", [1e5, 3e5, 6e5])
+def test_auto_folding_minimal(ips):
+    net = random_conv_net(0)
+    clock = 100e6
+    f = auto_folding(net, images_per_second=ips, clock_hz=clock)
+    budget = int(clock // ips)
+    cycles = folding_cycles(net, f)
+    for info in net.infos:
+        if info.name in f:
+            assert cycles[info.name] <= budget
+            bits = getattr(info.layer, "input_bits", 1)
+            assert f[info.name]["PE"] * f[info.name]["SIMD"] * bits == \
+                brute_force_cheapest(info, budget)
 
 
-def test_gamma_zero_is_constant():
-    t, neg = check_all([0.0, 0.0], [0.0, -1.0], [3.0, 3.0], [1.0, 1.0], 1e-5, -10, 10)
-    v = np.arange(-10, 11)[:, None]
-    assert folded(v, t, neg)[:, 0].tolist() == [1] * 21      # beta >= 0: always +1
-    assert folded(v, t, neg)[:, 1].tolist() == [0] * 21      # beta < 0: always -1
+def test_auto_folding_impossible():
+    net = random_conv_net(0)
+    with pytest.raises(ModelError, match=r"^layer 'conv0' cannot reach 100000000.0 images/s at "
+                                         r"100000000.0 Hz: it needs at least 144 cycles"):
+        auto_folding(net, images_per_second=1e8, clock_hz=100e6)
+    with pytest.raises(ModelError, match=r"^clock_hz must be a positive number, not -1$"):
+        auto_folding(net, images_per_second=1, clock_hz=-1)
 
 
-def test_thresholds_outside_the_clip_range():
-    # tau = 500 and -500 with the clip range [-127, 127]: constant outputs, small thresholds.
-    t, neg = check_all([1.0, 1.0, -1.0, -1.0], [-500.0, 500.0, -500.0, 500.0], [0.0] * 4,
-                       [1.0] * 4, 0.0, -127, 127)
-    assert np.all(np.abs(t) <= 128)
-    v = np.arange(-127, 128)[:, None]
-    assert folded(v, t, neg).sum(axis=0).tolist() == [0, 255, 0, 255]
-
-
-@pytest.mark.parametrize("seed", range(20))
-def test_random_parameters_every_integer(seed):
-    rng = np.random.default_rng(seed)
-    n = 64
-    gamma = rng.normal(0, 1, n) * rng.choice([1, 1e-3, 1e3], n)
-    gamma[rng.random(n) < 0.1] = 0.0
-    beta = rng.normal(0, 50, n)
-    mean = rng.normal(0, 50, n)
-    var = rng.exponential(100, n)
-    var[rng.random(n) < 0.1] = 0.0
-    check_all(gamma, beta, mean, var, 1e-5, -int(rng.integers(1, 300)), int(rng.integers(1, 300)))
-
-
-def test_near_ties_are_settled_by_the_float_reference():
-    # tau a hair above / below an integer: the closed form could round the other way.
-    gamma = np.array([3.0, 3.0, -3.0, -3.0, 0.1])
-    mean = np.array([7.0, 7.0, 7.0, 7.0, 0.3])
-    beta = np.array([1e-12, -1e-12, 1e-12, -1e-12, -0.03])
-    check_all(gamma, beta, mean, np.ones(5), 1e-3, -50, 50)
-
-
-@pytest.mark.parametrize("field,value,message", [
-    ("var", [1.0, -1.0], r"layer 'bn': batch-norm var\[1\] must be non-negative, not -1.0"),
-    ("gamma", [1.0, np.nan], r"layer 'bn': batch-norm gamma\[1\] must be finite, not nan"),
-    ("mean", [np.inf, 0.0], r"layer 'bn': batch-norm mean\[0\] must be finite, not inf"),
-    ("beta", [1.0], r"layer 'bn': batch-norm beta has 1 channels, not 2"),
-])
-def test_bad_parameters(field, value, message):
-    params = {"gamma": [1.0, 1.0], "beta": [0.0, 0.0], "mean": [0.0, 0.0], "var": [1.0, 1.0]}
-    params[field] = value
-    with pytest.raises(ModelError, match=message):
-        fold_batchnorm(**params, eps=1e-5, value_range=(-5, 5), layer="bn")
-
-
-def test_zero_variance_and_eps():
-    with pytest.raises(ModelError, match=r"var\[0\] \+ eps must be positive"):
-        fold_batchnorm([1.0], [0.0], [0.0], [0.0], 0.0, (-5, 5), layer="bn")
+def test_auto_folding_lfc(lfc):
+    f = auto_folding(lfc, images_per_second=100e6 / 512, clock_hz=100e6)
+    assert max(folding_cycles(lfc, f).values()) <= 512

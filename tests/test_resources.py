@@ -21,8 +21,6 @@ from bnnhw.hw.network import NetworkCore
 from bnnhw.hw.pe import XnorPopcountPE
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))          # boards/ is a top-level folder, not installed
 
 EXAMPLE = ROOT / "bnnhw" / "examples" / "digits_bnn.npz"
 DP16KD_BITS = 18 * 1024
@@ -107,7 +105,7 @@ def test_ecp5_place_and_route_reports_fmax():
 # -- boards ---------------------------------------------------------------------------------
 
 def _uart_roundtrip(data, divisor):
-    from boards.common import UartRx, UartTx
+    from bnnhw.boards.common import UartRx, UartTx
     from amaranth.hdl import Module
     m = Module()
     m.submodules.tx = tx = UartTx(divisor=divisor)
@@ -145,7 +143,7 @@ def test_uart_loopback():
 def _bridge_scores(net, images):
     """Feed ``images`` byte by byte into a StreamBridge around the core, at about the core's
     image rate (as a UART slower than the core does); decode the score bytes that come out."""
-    from boards.common import StreamBridge
+    from bnnhw.boards.common import StreamBridge
     core = NetworkCore(net=net)
     dut = StreamBridge(core=core, fifo_depth=64)
     raw = np.concatenate([np.moveaxis(img, 0, -1).reshape(-1) for img in images])
@@ -231,14 +229,14 @@ def test_bridge_check_catches_one_flipped_bit(bridge_run):
 
 
 def test_board_rejects_unknown_name():
-    import boards
+    import bnnhw.boards as boards
     with pytest.raises(ValueError, match=r"board must be one of icebreaker, ulx3s, not 'x'"):
         boards.build("x")
 
 
 @pytest.mark.slow
 def test_icebreaker_bitstream(tmp_path):
-    import boards
+    import bnnhw.boards as boards
     r = boards.build("icebreaker", EXAMPLE, tmp_path / "ice")
     assert (tmp_path / "ice" / "top.bin").stat().st_size > 100_000
     assert r["fmax_mhz"] > r["board_clock_mhz"], r

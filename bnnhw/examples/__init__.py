@@ -5,7 +5,8 @@ report :data:`EXAMPLE_REPORT` (``digits_bnn.json``: settings and the held-out ac
 with the golden model) are reproduced by ``bnnhw train-example`` or :func:`train_digits`.
 """
 
-from .train_digits import (DEFAULTS, EXAMPLE_MODEL, EXAMPLE_REPORT, digits_bytes, digits_split,
+from ..model.datasets import digits_bytes, digits_split
+from .train_digits import (DEFAULTS, EXAMPLE_MODEL, EXAMPLE_REPORT,
                            train_digits)
 
 __all__ = ["train_digits", "digits_bytes", "digits_split", "DEFAULTS", "EXAMPLE_MODEL",

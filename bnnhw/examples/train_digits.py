@@ -64,6 +64,7 @@ from .. import golden
 from ..errors import InputError, ToolError
 from ..model import (BinaryConv2d, BinaryDense, Clip, FixedPointQuantizer, MaxPool,
                      MultibitConv2d, Network, Output, Threshold, fold_batchnorm, save_model)
+from ..model.datasets import DIGITS_SPLIT, digits_bytes, digits_split
 from ..model.io import atomic_write
 
 __all__ = ["train_digits", "train_float", "export", "threshold_ranges", "digits_bytes",
@@ -84,8 +85,7 @@ DEFAULTS = {
     "bn_momentum": 0.1,   # running = (1 - m) * running + m * batch
     "bn_eps": 1e-5,
     "init_scale": 0.5,    # latent weights start uniform in [-init_scale, init_scale]
-    "split_seed": 0,
-    "test_fraction": 0.25,
+    **DIGITS_SPLIT,
 }
 
 CLIP_BITS = 8
@@ -97,46 +97,6 @@ PAD_CODE = int(FixedPointQuantizer(INPUT_BITS)(np.uint8(0)))
 PAD_BIT = -1
 CHANNELS = (16, 32, 64)
 CLASSES = 10
-
-
-# -- data ------------------------------------------------------------------------------------
-
-def digits_bytes():
-    """scikit-learn's 8x8 digits as raw bytes ``[1797, 1, 8, 8]`` uint8 and labels ``[1797]``.
-
-    The digits' pixel values ``v`` (0..16) are scaled to bytes ``p = round(v * 255 / 16)``
-    (half up, in exact integer arithmetic), so that the network's input quantizer sees the
-    same kind of raw bytes as the other bnnhw models. The data ship inside scikit-learn: no
-    download.
-    """
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        raise ToolError("training the example needs scikit-learn "
-                        "(pip install 'bnnhw[train]')") from None
-    digits = load_digits()
-    v = np.asarray(digits.images).astype(np.int64)
-    if v.min() < 0 or v.max() > 16 or not np.all(v == digits.images):
-        raise ToolError("scikit-learn's digits are not integers in 0..16 as expected")
-    raw = ((v * 255 + 8) // 16).astype(np.uint8)[:, None, :, :]
-    return raw, np.asarray(digits.target).astype(np.int64)
-
-
-def digits_split(split_seed=DEFAULTS["split_seed"], test_fraction=DEFAULTS["test_fraction"]):
-    """The fixed train / held-out split of :func:`digits_bytes`.
-
-    Returns
-    -------
-    x_train, y_train, x_test, y_test : numpy.ndarray
-        Raw bytes ``[N, 1, 8, 8]`` uint8 and labels; the held-out part is
-        ``round(test_fraction * 1797)`` images chosen by a permutation seeded with
-        ``split_seed``.
-    """
-    raw, labels = digits_bytes()
-    order = np.random.default_rng(split_seed).permutation(len(labels))
-    n_test = int(round(test_fraction * len(labels)))
-    test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
-    return raw[train], labels[train], raw[test], labels[test]
 
 
 # -- building blocks -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,8 @@ __all__ = ["SIMULATORS", "SIM_DIR", "DEFAULT_PHASES", "run_testbench", "simulato
 
 SIMULATORS = ("icarus", "verilator")
 
-#: The cocotb testbenches (a folder of the repository; found by path, not imported).
-SIM_DIR = Path(__file__).resolve().parents[2] / "sim"
+#: The cocotb testbenches (package data ``bnnhw.sim``; located, never imported).
+SIM_DIR = Path(str(resources.files("bnnhw.sim")))
 
 #: Clean back-to-back streaming (for cycle counts), then random gaps and backpressure.
 DEFAULT_PHASES = (
@@ -184,7 +185,7 @@ def run_testbench(gen_dir, *, simulator="icarus", stimulus=None, phases=DEFAULT_
     import time
     if not (SIM_DIR / "test_network.py").exists():
         raise ToolError(f"the cocotb testbenches are not found at {SIM_DIR} "
-                        f"(bnnhw must run from its source tree to simulate)")
+                        f"(the bnnhw installation is incomplete)")
     gen_dir = Path(gen_dir).resolve()
     manifest_path = gen_dir / "manifest.json"
     if not manifest_path.exists():

@@ -21,6 +21,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -53,11 +54,11 @@ RULES = {"popcount": 0, "clipped": 1, "margin": 2}
 
 
 def firmware_dir():
-    """The ``firmware/`` source folder (next to the ``bnnhw`` package in a source checkout)."""
-    here = Path(__file__).resolve().parents[2] / "firmware"
+    """The firmware source folder (package data ``bnnhw.firmware``)."""
+    here = Path(str(resources.files("bnnhw.firmware")))
     if not (here / "Makefile").exists():
-        raise ToolError(f"firmware sources not found at {str(here)!r} (bnnhw firmware needs a "
-                        f"source checkout with its firmware/ folder)")
+        raise ToolError(f"firmware sources not found at {str(here)!r} (the bnnhw installation "
+                        f"is incomplete)")
     return here
 
 

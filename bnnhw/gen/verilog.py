@@ -296,10 +296,10 @@ def generate(net, out_dir, *, folding=None, target_fps=None, clock_mhz=100.0, in
     folding : dict or path-like, optional
         ``{compute_layer: {"PE": n, "SIMD": n}}`` or a JSON file holding it; default
         ``net.meta["folding"]`` when the model has one, else
-        :func:`bnnhw.hw.folding.default_folding` (see :func:`bnnhw.hw.folding.load_folding`).
+        :func:`bnnhw.plan.folding.default_folding` (see :func:`bnnhw.plan.folding.load_folding`).
     target_fps : float, optional
         Choose the cheapest folding that reaches this many images per second at
-        ``clock_mhz`` (:func:`bnnhw.hw.folding.auto_folding`). Excludes ``folding``.
+        ``clock_mhz`` (:func:`bnnhw.plan.folding.auto_folding`). Excludes ``folding``.
     clock_mhz : float
         Clock assumed by ``target_fps`` and recorded in the manifest's throughput estimate.
     inputs : numpy.ndarray of uint8, optional
@@ -318,7 +318,7 @@ def generate(net, out_dir, *, folding=None, target_fps=None, clock_mhz=100.0, in
     """
     from .. import golden
     try:
-        from ..hw.folding import auto_folding, load_folding
+        from ..plan.folding import auto_folding, load_folding
         from ..hw.network import NetworkCore
     except ImportError as e:
         raise ToolError(f"the hardware generator is not available ({e})") from None

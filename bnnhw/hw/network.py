@@ -18,7 +18,7 @@ from ..model.layers import BinaryConv2d, BinaryDense, MultibitConv2d
 from ..model.network import Network
 from .convert import (InputQuantizer, PacketSerializer, ScoreSerializer, StreamFIFO,
                       WidthConverter)
-from .folding import load_folding
+from ..plan.folding import load_folding
 from .layouts import ScoreLayout
 from .mvtu import MVTU
 from .pool import OrMaxPool
@@ -87,7 +87,7 @@ class NetworkCore(wiring.Component):
     folding : dict, str, pathlib.Path or None
         ``{compute_layer: {"PE": int, "SIMD": int}}``, or a JSON file holding one; ``None``
         uses ``net.meta["folding"]`` when present, else
-        :func:`bnnhw.hw.folding.default_folding`.
+        :func:`bnnhw.plan.folding.default_folding`.
     input_bytes_per_beat : int or None
         Bytes per ``i_stream`` beat. Default: the input channels when the first layer is a
         convolution (one pixel per beat), else the largest of 16, 8, 4, 2, 1 dividing the

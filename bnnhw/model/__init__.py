@@ -3,7 +3,7 @@
 Pure NumPy: nothing here imports Amaranth.
 """
 
-from .folding import bn_sign_reference, fold_batchnorm
+from .batchnorm import bn_sign_reference, fold_batchnorm
 from .io import load_bnn_pynq, load_model, save_model
 from .layers import (BinaryConv2d, BinaryDense, Clip, FixedPointQuantizer, MaxPool,
                      MultibitConv2d, Output, Threshold, ThresholdQuantizer, popcount_bits)

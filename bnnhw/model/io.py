@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, ModelError
-from .folding import fold_batchnorm
+from .batchnorm import fold_batchnorm
 from .layers import (COMPUTE_TYPES, LAYER_TYPES, QUANTIZERS, BinaryConv2d, BinaryDense, Clip,
                      FixedPointQuantizer, MaxPool, MultibitConv2d, Output, Threshold,
                      ThresholdQuantizer)

@@ -19,7 +19,7 @@ from bnnhw.cli import main
 from bnnhw.gen.cocotb_run import run_testbench
 from bnnhw.gen.lint import WAIVERS, lint
 from bnnhw.gen.verilog import input_beats
-from bnnhw.hw.folding import load_folding
+from bnnhw.plan.folding import load_folding
 from bnnhw.simulate import build_folder
 from conftest import REPO
 
