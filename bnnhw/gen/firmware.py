@@ -10,8 +10,9 @@ What the generator decides (the C side only executes it):
 * weights are packed by :mod:`bnnhw.model.packing` (the one bit convention), ``[oc][kh][kw][words]``
   for convolutions and ``[oc][words]`` for dense layers, 64-bit words;
 * a clipping block in front of a threshold is folded into the threshold (SPEC §4-5): a threshold
-  outside the clip range becomes one that always or never fires;
-* thresholds are clamped to the range the compared value can reach, so they fit ``int32``;
+  outside the clip range becomes one that always or never fires, and thresholds are clamped
+  to the range the compared value can reach, so they fit ``int32``
+  (:func:`bnnhw.plan.tables.value_thresholds`);
 * the last compute layer writes ``int32`` values, from which the runner forms the scores of
   SPEC §8 (popcount, clipped or margin).
 """
@@ -31,6 +32,7 @@ from ..golden import check_input
 from ..model.layers import (BinaryConv2d, BinaryDense, FixedPointQuantizer, MultibitConv2d,
                             ThresholdQuantizer)
 from ..model.packing import pack_bits, to_bits
+from ..plan.tables import value_thresholds
 
 __all__ = ["TARGETS", "firmware_dir", "header_text", "generate", "build_runner", "run",
            "run_runner", "write_input", "read_scores", "check_target", "default_build_dir"]
@@ -79,18 +81,6 @@ def check_target(target, *, emulator=True):
 
 
 # -- the layer table --------------------------------------------------------------------------
-
-def _fold_clip(t, neg, limit, bound):
-    """Thresholds on ``z = clip(v, -L, L)`` as thresholds on ``v`` (``|v| <= bound``)."""
-    t = t.copy()
-    always_pos, never_pos = t <= -limit, t > limit
-    always_neg, never_neg = t >= limit, t < -limit
-    t[~neg & always_pos] = -bound - 1
-    t[~neg & never_pos] = bound + 1
-    t[neg & always_neg] = bound + 1
-    t[neg & never_neg] = -bound - 1
-    return t
-
 
 def _c_array(ctype, name, values, per_line=8, fmt=str):
     values = list(values)
@@ -149,12 +139,7 @@ def _layer_entries(net):
             bound = layer.fan_in
         clip = block.clip.layer.limit if block.clip else None
         if block.threshold and not last:
-            thr = block.threshold.layer
-            t = np.asarray(thr.thresholds, np.int64)
-            neg = np.asarray(thr.negate, bool)
-            if clip is not None:
-                t = _fold_clip(t, neg, clip, bound)
-            t = np.clip(t, -bound - 1, bound + 1)
+            t, neg = value_thresholds(block.threshold.layer, clip, bound)
             e["arrays"]["thr"] = t.astype(np.int32)
             e["arrays"]["neg"] = neg.astype(np.uint8)
         elif not last:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, ToolError
+from ..model import packing
 
 __all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "generate", "generate_component",
            "port_manifest", "layout_manifest", "to_verilog", "to_rtlil", "input_beats",
@@ -174,26 +175,12 @@ def top_name_for(net):
 
 
 def input_beats(raw_nchw, bytes_per_beat, beats_per_image):
-    """Raw image bytes as the core's input stream beats (hardware contract).
-
-    The image's bytes are taken in HWC raster order ([H, W, C] flattened); beat ``b`` carries
-    bytes ``[b * bytes_per_beat, (b + 1) * bytes_per_beat)``, byte ``j`` of a beat in payload
-    bits ``[8j, 8j + 8)``. A last beat that is not full is padded with zero bytes.
-
-    Returns
-    -------
-    numpy.ndarray of uint8, ``[N, beats_per_image, bytes_per_beat]``
-    """
-    raw = np.asarray(raw_nchw, dtype=np.uint8)
-    n = raw.shape[0]
-    flat = np.moveaxis(raw, 1, -1).reshape(n, -1)   # [N, H*W*C], channels innermost
-    total = beats_per_image * bytes_per_beat
-    if flat.shape[1] > total:
-        raise ToolError(f"core takes {beats_per_image} beats of {bytes_per_beat} bytes per "
-                        f"image ({total} bytes), fewer than the image's {flat.shape[1]} bytes")
-    padded = np.zeros((n, total), dtype=np.uint8)
-    padded[:, :flat.shape[1]] = flat
-    return padded.reshape(n, beats_per_image, bytes_per_beat)
+    """Raw image bytes as the core's input stream beats (:func:`bnnhw.model.packing.input_beats`;
+    a mismatch with the core raises :class:`~bnnhw.errors.ToolError`)."""
+    try:
+        return packing.input_beats(raw_nchw, bytes_per_beat, beats_per_image)
+    except ValueError as e:
+        raise ToolError(str(e)) from None
 
 
 def write_npz(path, arrays):

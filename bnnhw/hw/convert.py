@@ -10,25 +10,17 @@
 * :class:`ScoreSerializer` turns one beat of all class scores into one score beat per class.
 """
 
-import numpy as np
 from amaranth.hdl import Mux, Module, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..model.layers import FixedPointQuantizer, ThresholdQuantizer
+from ..model.layers import ThresholdQuantizer
+from ..plan.stages import FifoPlan, InputPlan, ScoresPlan, SerializerPlan, WidthPlan
 from .layouts import ScoreLayout
 
 __all__ = ["WidthConverter", "PacketSerializer", "InputQuantizer", "ScoreSerializer",
            "StreamFIFO"]
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, not {value}")
-    return value
 
 
 class WidthConverter(wiring.Component):
@@ -59,15 +51,15 @@ class WidthConverter(wiring.Component):
     """
 
     def __init__(self, *, in_width, out_width, total):
-        _check_int("Input width", in_width, 1)
-        _check_int("Output width", out_width, 1)
-        _check_int("Packet size", total, 1)
-        self.in_width, self.out_width, self.total = in_width, out_width, total
-        self.in_beats = -(-total // in_width)
-        self.out_beats = -(-total // out_width)
+        self._build(WidthPlan(in_width=in_width, out_width=out_width, total=total))
+
+    def _build(self, plan):
+        self.plan = plan
+        self.in_width, self.out_width, self.total = plan.in_width, plan.out_width, plan.total
+        self.in_beats, self.out_beats = plan.in_beats, plan.out_beats
         super().__init__({
-            "i_stream": In(stream.Signature(unsigned(in_width))),
-            "o_stream": Out(stream.Signature(unsigned(out_width))),
+            "i_stream": In(stream.Signature(unsigned(plan.in_width))),
+            "o_stream": Out(stream.Signature(unsigned(plan.out_width))),
         })
 
     def elaborate(self, platform):
@@ -167,18 +159,15 @@ class PacketSerializer(wiring.Component):
     """
 
     def __init__(self, *, in_width, out_width, total):
-        _check_int("Input width", in_width, 1)
-        _check_int("Output width", out_width, 1)
-        _check_int("Packet size", total, 1)
-        if total > in_width:
-            raise ValueError(f"Packet size must be at most the input width {in_width}, "
-                             f"not {total}")
-        self.in_width, self.out_width, self.total = in_width, out_width, total
-        self.out_beats = -(-total // out_width)
-        self.latency = 0
+        self._build(SerializerPlan(in_width=in_width, out_width=out_width, total=total))
+
+    def _build(self, plan):
+        self.plan = plan
+        self.in_width, self.out_width, self.total = plan.in_width, plan.out_width, plan.total
+        self.out_beats, self.latency = plan.out_beats, plan.latency
         super().__init__({
-            "i_stream": In(stream.Signature(unsigned(in_width))),
-            "o_stream": Out(stream.Signature(unsigned(out_width))),
+            "i_stream": In(stream.Signature(unsigned(plan.in_width))),
+            "o_stream": Out(stream.Signature(unsigned(plan.out_width))),
         })
 
     def elaborate(self, platform):
@@ -225,15 +214,15 @@ class InputQuantizer(wiring.Component):
     """
 
     def __init__(self, *, quantizer, lanes):
-        if not isinstance(quantizer, (ThresholdQuantizer, FixedPointQuantizer)):
-            raise TypeError(f"Quantizer must be an input quantizer, not {quantizer!r}")
-        _check_int("Lane count", lanes, 1)
-        self.quantizer, self.lanes = quantizer, lanes
-        self.out_bits = quantizer.output_bits
-        self.table = [int(v) for v in quantizer(np.arange(256, dtype=np.uint8))]
+        self._build(InputPlan(quantizer=quantizer, lanes=lanes))
+
+    def _build(self, plan):
+        self.plan = plan
+        self.quantizer, self.lanes = plan.quantizer, plan.lanes
+        self.out_bits, self.table = plan.out_bits, plan.table
         super().__init__({
-            "i_stream": In(stream.Signature(unsigned(8 * lanes))),
-            "o_stream": Out(stream.Signature(unsigned(lanes * self.out_bits))),
+            "i_stream": In(stream.Signature(unsigned(8 * plan.lanes))),
+            "o_stream": Out(stream.Signature(unsigned(plan.out_width))),
         })
 
     def elaborate(self, platform):
@@ -276,12 +265,14 @@ class ScoreSerializer(wiring.Component):
     """
 
     def __init__(self, *, classes, score_width):
-        _check_int("Class count", classes, 1)
-        _check_int("Score width", score_width, 1)
-        self.classes, self.score_width = classes, score_width
+        self._build(ScoresPlan(classes=classes, score_width=score_width))
+
+    def _build(self, plan):
+        self.plan = plan
+        self.classes, self.score_width = plan.classes, plan.score_width
         super().__init__({
-            "i_stream": In(stream.Signature(unsigned(classes * score_width))),
-            "o_stream": Out(stream.Signature(ScoreLayout(score_width))),
+            "i_stream": In(stream.Signature(unsigned(plan.classes * plan.score_width))),
+            "o_stream": Out(stream.Signature(ScoreLayout(plan.score_width))),
         })
 
     def elaborate(self, platform):
@@ -327,17 +318,19 @@ class StreamFIFO(wiring.Component):
     """
 
     def __init__(self, *, width, depth):
-        _check_int("FIFO width", width, 1)
-        _check_int("FIFO depth", depth, 1)
-        self.width, self.depth = width, depth
+        self._build(FifoPlan(width=width, depth=depth))
+
+    def _build(self, plan):
+        self.plan = plan
+        self.width, self.depth = plan.width, plan.depth
         super().__init__({
-            "i_stream": In(stream.Signature(unsigned(width))),
-            "o_stream": Out(stream.Signature(unsigned(width))),
+            "i_stream": In(stream.Signature(unsigned(plan.width))),
+            "o_stream": Out(stream.Signature(unsigned(plan.width))),
         })
 
     @property
     def memory_bits(self):
-        return self.width * self.depth
+        return self.plan.memory_bits
 
     def elaborate(self, platform):
         from amaranth.lib.fifo import SyncFIFOBuffered

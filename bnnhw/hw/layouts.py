@@ -17,7 +17,7 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, stream
 
 __all__ = ["pixel_shape", "chunk_shape", "ScoreLayout", "pixel_signature", "chunk_signature",
-           "score_signature"]
+           "score_signature", "to_shape", "from_plan"]
 
 
 def _check_positive(name, value):
@@ -67,3 +67,24 @@ def chunk_signature(simd, bits=1):
 def score_signature(score_width):
     """Stream signature of a score stream."""
     return stream.Signature(ScoreLayout(score_width))
+
+
+def to_shape(int_shape):
+    """The Amaranth shape of a plan's :class:`~bnnhw.plan.tables.IntShape`."""
+    return signed(int_shape.width) if int_shape.signed else unsigned(int_shape.width)
+
+
+def from_plan(*names):
+    """Class decorator: read-only properties ``names`` that return ``self.plan.<name>``.
+
+    Components keep their figures on their plan (:mod:`bnnhw.plan.stages`), derived once;
+    these properties let callers read them from the component as before.
+    """
+    def decorate(cls):
+        for name in names:
+            def get(self, name=name):
+                return getattr(self.plan, name)
+            get.__doc__ = f"``plan.{name}`` (see :mod:`bnnhw.plan.stages`)."
+            setattr(cls, name, property(get))
+        return cls
+    return decorate

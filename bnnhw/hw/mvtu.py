@@ -9,7 +9,9 @@ Data path (one global-stall pipeline, registers load only when ``advance``)::
 
 The chunk stage is a separate component with the small interface documented in
 :mod:`bnnhw.hw.pe`; a shared-result filter bank (SPEC §9) replaces it through the
-``chunk_stage`` parameter without touching anything else here. The stage's ``row`` input
+``stage`` (by name) or ``chunk_stage`` (a factory of the unit's plan) parameters without
+touching anything else here; every figure and constant comes from the unit's plan,
+:class:`~bnnhw.plan.stages.MVTUPlan`. The stage's ``row`` input
 is ``nf * SF + sf``: chunk ``sf`` of neuron fold ``nf`` against output channels
 ``nf*PE ...``. For a convolution the chunk is, by ``input_order``:
 
@@ -24,53 +26,22 @@ is ``nf * SF + sf``: chunk ``sf`` of neuron fold ``nf`` against output channels
   ``P`` exactly as before.
 """
 
-import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..model.layers import BinaryConv2d, BinaryDense, Clip, MultibitConv2d, Threshold
-from ..model.packing import bits_to_int
-from .layouts import chunk_shape
-from .pe import Accumulators, ChunkDot, ChunkPopcount, check_accumulator
-from .threshold import (ScoreUnit, ThresholdUnit, accumulator_range, score_table, shape_for,
-                        threshold_table)
+from ..plan.stages import MVTUPlan
+from .layouts import chunk_shape, from_plan, to_shape
+from .pe import Accumulators, ChunkStageSignature
+from .threshold import ScoreUnit, ThresholdUnit
 
-__all__ = ["MVTU", "weight_matrix"]
+__all__ = ["MVTU"]
 
 
-def weight_matrix(layer, order="hwc"):
-    """The layer's weights as ``[O, K]`` +1/-1 rows in chunk-stream order.
-
-    Convolution vectors are ordered ``[ky][kx][c]`` (``order="hwc"``: channels innermost, the
-    pixel stream's order; IR weights ``[O, C, kh, kw]`` are transposed to ``[O, kh, kw, C]``)
-    or ``[c][ky][kx]`` (``order="chw"``: each input channel's 2-D kernel contiguous, as
-    :class:`~bnnhw.hw.window.WindowTranspose` emits them).
-    """
-    w = layer.weight
-    if w.ndim == 4 and order == "hwc":
-        w = w.transpose(0, 2, 3, 1)
-    return w.reshape(w.shape[0], -1)
-
-
-def _pack_rows(bits_2d):
-    """Each row of a 0/1 matrix as one integer, element ``i`` at bit ``i``."""
-    return [bits_to_int(row) for row in bits_2d]
-
-
-def _pack_fields(values, width):
-    """Per row, the fields ``values[row, lane]`` (two's complement, ``width`` bits) packed."""
-    mask = (1 << width) - 1
-    out = []
-    for row in values:
-        word = 0
-        for lane, v in enumerate(row):
-            word |= (int(v) & mask) << (lane * width)
-        out.append(word)
-    return out
-
-
+@from_plan("nf", "sf", "fan_in", "out_channels", "in_bits", "multibit", "saturates",
+           "acc_range", "score_width", "score_range", "cycles_per_vector",
+           "weight_memory_bits", "table_memory_bits", "buffer_memory_bits")
 class MVTU(wiring.Component):
     """Matrix-vector-threshold unit for one compute layer, folded ``PE`` x ``SIMD``.
 
@@ -105,10 +76,18 @@ class MVTU(wiring.Component):
     stages : int or None
         Adder-tree register ranks of the chunk stage.
     chunk_stage : callable or None
-        ``chunk_stage(pe=, simd=)`` returning a replacement chunk stage (the seam).
+        ``chunk_stage(plan)`` returning a replacement chunk stage (the seam,
+        :class:`~bnnhw.hw.pe.ChunkStageSignature`) for this unit's
+        :class:`~bnnhw.plan.stages.MVTUPlan` (weights, kernel shape, folding). A stage whose
+        ``plan.holds_weights`` is true keeps the weight rows itself: the unit then has no
+        weight memory. Default: the stage named by ``stage``.
     input_order : ``"hwc"`` or ``"chw"``
-        Element order of a convolution's input vector (:func:`weight_matrix`); ``"chw"``
-        lifts the rule that ``simd`` divides the input channels.
+        Element order of a convolution's input vector
+        (:func:`bnnhw.model.packing.conv_weight_rows`); ``"chw"`` lifts the rule that
+        ``simd`` divides the input channels.
+    stage : str or None
+        The chunk stage by name (:data:`bnnhw.plan.stages.CHUNK_STAGES`); default
+        ``"popcount"``, ``"dot"`` for a multi-bit layer.
 
     Members
     -------
@@ -125,132 +104,50 @@ class MVTU(wiring.Component):
 
     def __init__(self, *, layer, pe, simd, threshold=None, clip=None, output="bits", rule=None,
                  acc_bits=None, overflow=None, stages=None, chunk_stage=None,
-                 input_order="hwc"):
-        if not isinstance(layer, (BinaryConv2d, BinaryDense, MultibitConv2d)):
-            raise TypeError(f"Layer must be a BinaryConv2d, BinaryDense or MultibitConv2d, "
-                            f"not {layer!r}")
-        for name, value in (("PE", pe), ("SIMD", simd)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an integer, not {value!r}")
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, not {value}")
-        if threshold is not None and not isinstance(threshold, Threshold):
-            raise TypeError(f"Threshold must be a Threshold layer or None, not {threshold!r}")
-        if clip is not None and not isinstance(clip, Clip):
-            raise TypeError(f"Clip must be a Clip layer or None, not {clip!r}")
-        if output not in ("bits", "scores"):
-            raise ValueError(f"Output must be 'bits' or 'scores', not {output!r}")
-        if output == "bits" and threshold is None:
-            raise ValueError(f"layer {layer.name!r}: output 'bits' needs a threshold")
-        if threshold is not None and threshold.channels != layer.out_channels:
-            raise ValueError(f"layer {layer.name!r}: {threshold.channels} thresholds for "
-                             f"{layer.out_channels} output channels")
-        self.layer, self.threshold, self.clip = layer, threshold, clip
-        self.multibit = isinstance(layer, MultibitConv2d)
-        self.fan_in = K = layer.fan_in
-        self.out_channels = O = layer.out_channels
-        if input_order not in ("hwc", "chw"):
-            raise ValueError(f"Input order must be 'hwc' or 'chw', not {input_order!r}")
-        self.input_order = input_order
-        if isinstance(layer, (BinaryConv2d, MultibitConv2d)) and input_order == "hwc" \
-                and layer.in_channels % simd:
-            raise ValueError(f"layer {layer.name!r}: SIMD must divide the "
-                             f"{layer.in_channels} input channels, not {simd}")
-        if simd > K:
-            raise ValueError(f"layer {layer.name!r}: SIMD must be at most K={K}, not {simd}")
-        self.pe, self.simd = pe, simd
-        self.in_bits = layer.input_bits if self.multibit else 1
-        self.sf = -(-K // simd)
-        self.nf = -(-O // pe)
-        if self.multibit:
-            if acc_bits is not None:
-                raise ValueError(f"layer {layer.name!r}: a multi-bit layer's accumulator is "
-                                 f"exact; acc_bits must be None")
-            self.acc_bits = layer.signed_bits
-            self.acc_shape = signed(self.acc_bits)
-            self.saturates = False
-        else:
-            if overflow is None:
-                overflow = layer.overflow
-            if acc_bits is None:
-                acc_bits = layer.accumulator_bits
-            try:
-                self.acc_bits = check_accumulator(K, acc_bits, overflow)
-            except ValueError as e:
-                raise ValueError(f"layer {layer.name!r}: {e}") from None
-            self.acc_shape = unsigned(self.acc_bits)
-            self.saturates = self.acc_bits < layer.min_acc_bits
-        self.output, self.rule = output, rule
+                 input_order="hwc", stage=None):
+        self._build(MVTUPlan(layer=layer, pe=pe, simd=simd, threshold=threshold, clip=clip,
+                             output=output, rule=rule, acc_bits=acc_bits, overflow=overflow,
+                             stages=stages, input_order=input_order, stage=stage),
+                    chunk_stage=chunk_stage)
+
+    def _build(self, plan, chunk_stage=None):
+        self.plan = plan
+        layer = self.layer = plan.layer
+        self.threshold, self.clip = plan.threshold, plan.clip
+        self.pe, self.simd, self.output, self.rule = plan.pe, plan.simd, plan.output, plan.rule
+        self.input_order = plan.input_order
+        self.acc_bits = plan.acc_width
+        self.acc_shape = to_shape(plan.acc_shape)
+        self.table_shape = to_shape(plan.table_shape)
+        if plan.output == "scores":
+            self.score_shape = to_shape(plan.score_shape)
         if chunk_stage is None:
-            if self.multibit:
-                self._chunk = ChunkDot(pe=pe, simd=simd, in_bits=self.in_bits, stages=stages)
-            else:
-                self._chunk = ChunkPopcount(pe=pe, simd=simd, stages=stages)
+            self._chunk = plan.chunk.create()
+        elif not callable(chunk_stage):
+            raise TypeError(f"Chunk stage must be a callable (plan) -> component, "
+                            f"not {chunk_stage!r}")
         else:
-            self._chunk = chunk_stage(pe=pe, simd=simd)
-        self.acc_range = accumulator_range(layer, None if self.multibit else self.acc_bits)
-        lo, hi = self.acc_range
-
-        # Constant tables, padded to NF * PE rows.
-        rows = self.nf * pe
-        if output == "bits":
-            compare, neg = threshold_table(layer, threshold, clip,
-                                           None if self.multibit else self.acc_bits)
-            self.table_shape = shape_for(lo, hi + 1)
-            self.score_width = None
-        else:
-            if rule is None:
-                raise ValueError(f"layer {layer.name!r}: output 'scores' needs a score rule")
-            compare, neg, (s_lo, s_hi) = score_table(
-                layer, rule, threshold, clip, None if self.multibit else self.acc_bits)
-            self.table_shape = shape_for(min(0, int(compare.min())), int(compare.max()))
-            self.score_shape = signed(max(2, shape_for(min(s_lo, -1), s_hi).width))
-            self.score_width = self.score_shape.width
-            self.score_range = (s_lo, s_hi)
-        tw = self.table_shape.width
-        cmp_pad = np.zeros(rows, np.int64)
-        cmp_pad[:O] = compare
-        neg_pad = np.zeros(rows, np.int64)
-        neg_pad[:O] = neg
-        fields = (cmp_pad & ((1 << tw) - 1)) | (neg_pad << tw)
-        self._table_init = _pack_fields(fields.reshape(self.nf, pe), tw + 1)
-
-        # Weight rows: [NF, SF, PE, SIMD] bits; padded rows 0, padded lanes 1 (see above).
-        wbits = np.zeros((rows, self.sf * simd), np.uint8)
-        wbits[:, K:] = 1
-        wbits[:O, :K] = weight_matrix(layer, input_order) == 1
-        wbits = wbits.reshape(self.nf, pe, self.sf, simd).transpose(0, 2, 1, 3)
-        self._weight_init = _pack_rows(wbits.reshape(self.nf * self.sf, pe * simd))
-
-        out_shape = unsigned(O) if output == "bits" else unsigned(O * self.score_width)
+            self._chunk = chunk_stage(plan)
+            want = ChunkStageSignature.of(plan.chunk)
+            got = getattr(self._chunk, "signature", None)
+            if not (isinstance(got, ChunkStageSignature) and got.pe == want.pe
+                    and got.x_width == want.x_width and got.w_width == want.w_width):
+                raise TypeError(f"Chunk stage of layer {layer.name!r} must have the signature "
+                                f"{want!r}, not {got!r}")
+        # A stage that keeps the weight rows itself makes the weight memory unnecessary.
+        self.holds_weights = bool(getattr(self._chunk, "plan", None) is not None
+                                  and self._chunk.plan.holds_weights)
+        out_shape = unsigned(plan.out_width)
         super().__init__({
-            "i_stream": In(stream.Signature(chunk_shape(simd, self.in_bits))),
+            "i_stream": In(stream.Signature(chunk_shape(plan.simd, plan.in_bits))),
             "o_stream": Out(stream.Signature(out_shape)),
         })
 
-    # -- figures for the manifest ----------------------------------------------------------
-
-    @property
-    def cycles_per_vector(self):
-        """``ceil(O / PE) * ceil(K / SIMD)``: steady-state cycles per input vector."""
-        return self.nf * self.sf
-
     @property
     def latency(self):
-        """Cycles from accepting a vector's last chunk to presenting its output beat."""
-        return self.nf * self.sf + self._chunk.latency + 3
-
-    @property
-    def weight_memory_bits(self):
-        return len(self._weight_init) * self.pe * self.simd
-
-    @property
-    def table_memory_bits(self):
-        return self.nf * self.pe * (self.table_shape.width + 1)
-
-    @property
-    def buffer_memory_bits(self):
-        return 2 * self.sf * self.simd * self.in_bits
+        """Cycles from accepting a vector's last chunk to presenting its output beat
+        (``NF * SF + L + 3``, ``L`` the chunk stage's latency)."""
+        return self.plan.nf * self.plan.sf + self._chunk.latency + 3
 
     # -- hardware ----------------------------------------------------------------------------
 
@@ -309,13 +206,13 @@ class MVTU(wiring.Component):
             m.d.sync += waddr.eq(Mux(waddr == NF * SF - 1, 0, waddr + 1))
         m.d.sync += full.eq((full | set_full) & ~clr_full)
 
-        m.submodules.weights = wmem = Memory(shape=unsigned(PE * SIMD), depth=NF * SF,
-                                             init=self._weight_init)
-        w_r = wmem.read_port(domain="sync")
-        m.d.comb += [
-            ibuf_r.addr.eq(Mux(rbank, SF, 0) + sf), ibuf_r.en.eq(advance),
-            w_r.addr.eq(waddr), w_r.en.eq(advance),
-        ]
+        reads = [ibuf_r.addr.eq(Mux(rbank, SF, 0) + sf), ibuf_r.en.eq(advance)]
+        if not self.holds_weights:
+            m.submodules.weights = wmem = Memory(shape=unsigned(PE * SIMD), depth=NF * SF,
+                                                 init=self.plan.weight_rows)
+            w_r = wmem.read_port(domain="sync")
+            reads += [w_r.addr.eq(waddr), w_r.en.eq(advance)]
+        m.d.comb += reads
 
         # Sideband through the pipeline: valid, first/last fold of a vector, neuron fold.
         def stage(prev, name):
@@ -330,7 +227,9 @@ class MVTU(wiring.Component):
         row1 = Signal(range(NF * SF))
         with m.If(advance):
             m.d.sync += row1.eq(waddr)
-        m.d.comb += [chunk.en.eq(advance), chunk.x.eq(ibuf_r.data), chunk.w.eq(w_r.data),
+        # A stage that holds its weights reads them by `row`; its `w` stays 0.
+        weights = [] if self.holds_weights else [chunk.w.eq(w_r.data)]
+        m.d.comb += [chunk.en.eq(advance), chunk.x.eq(ibuf_r.data), *weights,
                      chunk.row.eq(row1)]
         for s in range(L):
             sb = stage(sb, f"s{2 + s}")
@@ -351,7 +250,7 @@ class MVTU(wiring.Component):
         # Per-channel constants, read so that they arrive with `res`.
         tw = self.table_shape.width
         m.submodules.table = tmem = Memory(shape=unsigned(PE * (tw + 1)), depth=NF,
-                                           init=self._table_init)
+                                           init=self.plan.table_init)
         t_r = tmem.read_port(domain="sync")
         m.d.comb += [t_r.addr.eq(sb["nf"]), t_r.en.eq(advance)]
         consts = [t_r.data[p * (tw + 1):p * (tw + 1) + tw] for p in range(PE)]

@@ -23,33 +23,21 @@ port         dir    meaning
 plus two attributes: ``latency`` (int) and ``count_shape`` (the shape of one ``p`` element).
 """
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..model.layers import popcount_bits, signed_bits
+from ..model.layers import popcount_bits
+from ..plan.params import check_int
+from ..plan.stages import ChunkStagePlan, check_accumulator, default_stages, tree_levels
+from .layouts import to_shape
 
-__all__ = ["adder_tree", "default_stages", "chunk_stage_members", "ChunkPopcount",
-           "KernelPopcount", "ChunkDot", "Accumulators",
-           "XnorPopcountPE", "check_accumulator"]
+__all__ = ["adder_tree", "default_stages", "tree_levels", "ChunkStageSignature",
+           "ChunkPopcount", "KernelPopcount", "ChunkDot", "Accumulators", "XnorPopcountPE",
+           "check_accumulator"]
 
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, not {value}")
-    return value
-
-
-def tree_levels(n):
-    """Adder levels of a balanced tree over ``n`` terms: ``ceil(log2(n))``."""
-    return max(0, (int(n) - 1).bit_length())
-
-
-def default_stages(lanes):
-    """Default register ranks of an adder tree over ``lanes`` terms: one per three levels."""
-    return max(1, -(-tree_levels(lanes) // 3))
+_check_int = check_int
 
 
 def adder_tree(m, terms, *, stages, en, name="tree"):
@@ -84,36 +72,68 @@ def adder_tree(m, terms, *, stages, en, name="tree"):
     return cur[0]
 
 
-def chunk_stage_members(*, pe, x_width, w_width, count_shape):
-    """The signature members of a chunk stage (the seam, see the module docstring)."""
-    return {
-        "en": In(1),
-        "x": In(unsigned(x_width)),
-        "w": In(unsigned(w_width)),
-        "row": In(unsigned(32)),
-        "p": Out(data.ArrayLayout(count_shape, pe)),
-    }
+class ChunkStageSignature(wiring.Signature):
+    """The chunk stage's interface (the MVTU's seam, see the module docstring).
 
+    Parameters
+    ----------
+    pe : int
+        Weight rows, i.e. partial sums per chunk.
+    x_width, w_width : int
+        Bits of the input chunk and of the ``PE`` weight rows.
+    count_shape : Shape
+        Shape of one partial sum.
 
-def check_accumulator(fan_in, acc_bits, overflow):
-    """Validate a popcount accumulator width (SPEC §3) and return it.
-
-    ``None`` gives the minimal exact width ``A_min = ceil(log2(K + 1))``. A narrower width is
-    an error unless ``overflow == "saturate"``.
+    Members
+    -------
+    en : In(1)
+    x : In(unsigned(x_width))
+    w : In(unsigned(w_width))
+    row : In(unsigned(32))
+    p : Out(ArrayLayout(count_shape, pe))
     """
-    if overflow not in ("error", "saturate"):
-        raise ValueError(f"overflow must be 'error' or 'saturate', not {overflow!r}")
-    a_min = popcount_bits(fan_in)
-    if acc_bits is None:
-        return a_min
-    _check_int("Accumulator width", acc_bits, 1)
-    if acc_bits < a_min and overflow != "saturate":
-        raise ValueError(f"accumulator width must be at least {a_min} for K={fan_in}, "
-                         f"not {acc_bits}")
-    return acc_bits
+
+    def __init__(self, *, pe, x_width, w_width, count_shape):
+        self.pe, self.x_width, self.w_width = pe, x_width, w_width
+        self.count_shape = count_shape
+        super().__init__({
+            "en": In(1),
+            "x": In(unsigned(x_width)),
+            "w": In(unsigned(w_width)),
+            "row": In(unsigned(32)),
+            "p": Out(data.ArrayLayout(count_shape, pe)),
+        })
+
+    @classmethod
+    def of(cls, plan):
+        """The signature of the chunk stage that ``plan`` (a ChunkStagePlan) describes."""
+        return cls(pe=plan.pe, x_width=plan.x_width, w_width=plan.w_width,
+                   count_shape=to_shape(plan.count_shape))
+
+    def __eq__(self, other):
+        return (type(other) is type(self) and self.pe == other.pe
+                and self.x_width == other.x_width and self.w_width == other.w_width
+                and self.count_shape == other.count_shape)
+
+    def __hash__(self):
+        return hash((self.pe, self.x_width, self.w_width, self.count_shape))
+
+    def __repr__(self):
+        return (f"ChunkStageSignature(pe={self.pe}, x_width={self.x_width}, "
+                f"w_width={self.w_width}, count_shape={self.count_shape!r})")
 
 
-class ChunkPopcount(wiring.Component):
+class _ChunkStage(wiring.Component):
+    """What every chunk stage shares: its plan, latency, count shape and signature."""
+
+    def _build(self, plan):
+        self.plan = plan
+        self.pe, self.simd, self.latency = plan.pe, plan.simd, plan.latency
+        self.count_shape = to_shape(plan.count_shape)
+        super().__init__(ChunkStageSignature.of(plan))
+
+
+class ChunkPopcount(_ChunkStage):
     """XNOR + popcount of one input chunk against ``pe`` weight rows (the MVTU's chunk stage).
 
     ``p[r] = popcount(~(x ^ w_r))`` over the ``simd`` lanes. Padding lanes must be made to
@@ -144,15 +164,7 @@ class ChunkPopcount(wiring.Component):
     """
 
     def __init__(self, *, pe, simd, stages=None):
-        _check_int("PE count", pe, 1)
-        _check_int("SIMD width", simd, 1)
-        if stages is None:
-            stages = default_stages(simd)
-        _check_int("Pipeline stage count", stages, 0)
-        self.pe, self.simd, self.latency = pe, simd, stages
-        self.count_shape = unsigned(popcount_bits(simd))
-        super().__init__(chunk_stage_members(pe=pe, x_width=simd, w_width=pe * simd,
-                                             count_shape=self.count_shape))
+        self._build(ChunkStagePlan(kind="popcount", pe=pe, simd=simd, stages=stages))
 
     def elaborate(self, platform):
         m = Module()
@@ -164,7 +176,7 @@ class ChunkPopcount(wiring.Component):
         return m
 
 
-class KernelPopcount(wiring.Component):
+class KernelPopcount(_ChunkStage):
     """The per-input-channel 2-D popcount stage of a channel-major convolution (SPEC §9).
 
     With the window vector in ``[c][ky][kx]`` order (``"order": "chw"`` in the folding, see
@@ -186,6 +198,11 @@ class KernelPopcount(wiring.Component):
     stages : int or None
         Register ranks of the per-row adder tree over the ``g`` 2-D popcounts, after the rank
         behind them; ``None`` is :func:`default_stages` of ``g``.
+    weight_rows : sequence of int or None
+        When given, the stage holds the weight rows itself (``PE * SIMD``-bit words indexed by
+        ``row``, as :attr:`bnnhw.plan.stages.MVTUPlan.weight_rows`) and ignores ``w``; the
+        MVTU built around it then has no weight memory (folding ``"stage":
+        "kernel_popcount_rom"``).
 
     Members
     -------
@@ -196,30 +213,33 @@ class KernelPopcount(wiring.Component):
     through ``en``.
     """
 
-    def __init__(self, *, pe, simd, kernel_elements, stages=None):
-        _check_int("PE count", pe, 1)
-        _check_int("SIMD width", simd, 1)
-        _check_int("Kernel element count", kernel_elements, 1)
-        if simd % kernel_elements:
-            raise ValueError(f"SIMD must be a multiple of the {kernel_elements} elements of a "
-                             f"2-D kernel, not {simd}")
-        self.groups = simd // kernel_elements
-        if stages is None:
-            stages = default_stages(self.groups)
-        _check_int("Pipeline stage count", stages, 0)
-        self.pe, self.simd, self.kernel_elements = pe, simd, kernel_elements
-        self.latency = 1 + stages
-        self._tree_stages = stages
-        self.count_shape = unsigned(popcount_bits(simd))
-        super().__init__(chunk_stage_members(pe=pe, x_width=simd, w_width=pe * simd,
-                                             count_shape=self.count_shape))
+    def __init__(self, *, pe, simd, kernel_elements, stages=None, weight_rows=None):
+        kind = "kernel_popcount" if weight_rows is None else "kernel_popcount_rom"
+        self._build(ChunkStagePlan(kind=kind, pe=pe, simd=simd, kernel_elements=kernel_elements,
+                                   stages=stages, weight_rows=None if weight_rows is None
+                                   else tuple(weight_rows)))
+
+    def _build(self, plan):
+        super()._build(plan)
+        self.groups, self.kernel_elements = plan.groups, plan.kernel_elements
+        self._tree_stages = plan.stages
 
     def elaborate(self, platform):
         m = Module()
         e = self.kernel_elements
         kernel_count = unsigned(popcount_bits(e))
+        w = self.w
+        if self.plan.holds_weights:
+            # The rows are constants of this stage: read by `row` in the same cycle as `x`
+            # (an asynchronous ROM), so the stage's latency is unchanged.
+            rom = Memory(shape=unsigned(self.pe * self.simd), depth=len(self.plan.weight_rows),
+                         init=list(self.plan.weight_rows))
+            m.submodules.weights = rom
+            port = rom.read_port(domain="comb")
+            m.d.comb += port.addr.eq(self.row)
+            w = port.data
         for r in range(self.pe):
-            xnor = ~(self.x ^ self.w[r * self.simd:(r + 1) * self.simd])
+            xnor = ~(self.x ^ w[r * self.simd:(r + 1) * self.simd])
             counts = []
             for g in range(self.groups):
                 # One 2-D XNOR-popcount p(r, c): what a filter bank computes once per distinct
@@ -233,7 +253,7 @@ class KernelPopcount(wiring.Component):
         return m
 
 
-class ChunkDot(wiring.Component):
+class ChunkDot(_ChunkStage):
     """Signed dot product of one chunk of multi-bit codes with ``pe`` +1/-1 weight rows.
 
     ``p[r] = sum_j (w_r[j] ? q_j : -q_j)`` with ``q_j`` the two's-complement code of lane ``j``
@@ -259,17 +279,12 @@ class ChunkDot(wiring.Component):
     """
 
     def __init__(self, *, pe, simd, in_bits, stages=None):
-        _check_int("PE count", pe, 1)
-        _check_int("SIMD width", simd, 1)
-        _check_int("Input code width", in_bits, 2)
-        if stages is None:
-            stages = default_stages(simd)
-        _check_int("Pipeline stage count", stages, 0)
-        self.pe, self.simd, self.in_bits, self.latency = pe, simd, in_bits, stages
-        bound = simd << (in_bits - 1)
-        self.count_shape = signed(signed_bits(-bound, bound))
-        super().__init__(chunk_stage_members(pe=pe, x_width=simd * in_bits, w_width=pe * simd,
-                                             count_shape=self.count_shape))
+        self._build(ChunkStagePlan(kind="dot", pe=pe, simd=simd, in_bits=in_bits,
+                                   stages=stages))
+
+    def _build(self, plan):
+        super()._build(plan)
+        self.in_bits = plan.in_bits
 
     def elaborate(self, platform):
         m = Module()

@@ -1,52 +1,21 @@
 """OR max-pooling of binary pixel streams (SPEC §7).
 
 Max-pooling binary activations (bit 1 = +1) is the logical OR of each window's bits, per
-channel. :func:`or_pool_reference` is the software model (NumPy, from SPEC §7); tests compare
+channel. :func:`bnnhw.plan.stages.or_pool_reference` is the software model (NumPy, from SPEC §7); tests compare
 it with the golden model's ``MaxPool`` and the hardware with both.
 """
 
-import numpy as np
 from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import pixel_signature
-from .window import pack_lanes
+from ..plan.stages import PoolPlan
+from .layouts import from_plan, pixel_signature
 
-__all__ = ["or_pool_reference", "OrMaxPool"]
-
-
-def or_pool_reference(frames, *, kernel, stride=None):
-    """OR of every ``kernel x kernel`` window, step ``stride`` (default ``kernel``), no padding.
-
-    Parameters
-    ----------
-    frames : array_like of 0 / 1, ``[N, H, W, C]``
-
-    Returns
-    -------
-    numpy.ndarray of uint8, ``[N, Ho, Wo, C]``, ``Ho = (H - kernel) // stride + 1``.
-    """
-    stride = kernel if stride is None else stride
-    frames = np.asarray(frames).astype(bool)
-    n, h, w, c = frames.shape
-    ho, wo = (h - kernel) // stride + 1, (w - kernel) // stride + 1
-    out = np.zeros((n, ho, wo, c), dtype=np.uint8)
-    for oy in range(ho):
-        for ox in range(wo):
-            win = frames[:, oy * stride:oy * stride + kernel, ox * stride:ox * stride + kernel]
-            out[:, oy, ox] = win.any(axis=(1, 2))
-    return out
+__all__ = ["OrMaxPool"]
 
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, not {value}")
-    return value
-
-
+@from_plan("out_height", "out_width", "memory_bits")
 class OrMaxPool(wiring.Component):
     """Max-pooling of a binary pixel stream: per channel, the OR of each window.
 
@@ -87,60 +56,29 @@ class OrMaxPool(wiring.Component):
     """
 
     def __init__(self, *, channels, height, width, kernel, stride=None):
-        _check_int("Channel count", channels, 1)
-        _check_int("Height", height, 1)
-        _check_int("Width", width, 1)
-        _check_int("Kernel size", kernel, 1)
-        stride = kernel if stride is None else stride
-        _check_int("Stride", stride, 1)
-        for name, size in (("height", height), ("width", width)):
-            if size < kernel:
-                raise ValueError(f"Kernel size {kernel} does not fit the {name} {size}")
-        self.channels = channels
-        self.height = height
-        self.width = width
-        self.kernel = kernel
-        self.stride = stride
+        self._build(PoolPlan(channels=channels, height=height, width=width, kernel=kernel,
+                             stride=stride))
+
+    def _build(self, plan):
+        self.plan = plan
+        self.channels, self.height, self.width = plan.channels, plan.height, plan.width
+        self.kernel, self.stride = plan.kernel, plan.stride
         super().__init__({
-            "i_stream": In(pixel_signature(channels)),
-            "o_stream": Out(pixel_signature(channels)),
+            "i_stream": In(pixel_signature(plan.channels)),
+            "o_stream": Out(pixel_signature(plan.channels)),
         })
 
-    @property
-    def out_height(self):
-        return (self.height - self.kernel) // self.stride + 1
-
-    @property
-    def out_width(self):
-        return (self.width - self.kernel) // self.stride + 1
-
-    @property
-    def memory_bits(self):
-        """Line buffer bits: ``(kernel - 1) * out_width * channels``."""
-        return (self.kernel - 1) * self.out_width * self.channels
-
     def describe(self):
-        """JSON-serialisable summary: parameters, memory, cycle estimates."""
-        return {
-            "kind": "or_maxpool", "channels": self.channels, "height": self.height,
-            "width": self.width, "kernel": self.kernel, "stride": self.stride,
-            "out_height": self.out_height, "out_width": self.out_width,
-            "memory_bits": self.memory_bits, "latency_cycles": 1,
-            "cycles_per_frame": self.height * self.width,
-        }
+        """JSON-serialisable summary (:meth:`bnnhw.plan.stages.PoolPlan.describe`)."""
+        return self.plan.describe()
 
     def reference(self, frames):
-        """Expected ``o_stream`` payloads for ``frames`` (``[N, H, W, C]`` bits), in order."""
-        frames = np.asarray(frames)
-        want = (self.height, self.width, self.channels)
-        if frames.ndim != 4 or frames.shape[1:] != want:
-            raise ValueError(f"frames must have shape [N, {want[0]}, {want[1]}, {want[2]}], "
-                             f"not {list(frames.shape)}")
-        return pack_lanes(or_pool_reference(frames, kernel=self.kernel, stride=self.stride), 1)
+        """Expected ``o_stream`` payloads (:meth:`bnnhw.plan.stages.PoolPlan.reference`)."""
+        return self.plan.reference(frames)
 
     def pixels(self, frames):
         """``i_stream`` payloads of ``frames`` (``[N, H, W, C]`` bits), in order."""
-        return pack_lanes(frames, 1)
+        return self.plan.pixels(frames)
 
     def elaborate(self, platform):
         m = Module()

@@ -5,103 +5,20 @@ map at rows ``oy*s .. oy*s+k-1`` and columns ``ox*s .. ox*s+k-1``, ordered ``[ky
 (channels innermost, :mod:`bnnhw.hw.layouts`' chunk convention). Padded pixels are ordinary
 inputs carrying ``pad_value`` (SPEC §2), so every vector has ``K = k*k*C`` elements.
 
-:func:`window_vectors` and :meth:`SlidingWindow.reference` are the software model (NumPy,
-written from SPEC §2 independently of :mod:`bnnhw.golden`); tests compare the two, and the
-software model with the golden model's convolution.
+:func:`bnnhw.plan.stages.window_vectors` and :meth:`WindowPlan.reference
+<bnnhw.plan.stages.WindowPlan.reference>` are the software model (NumPy, written from SPEC §2
+independently of :mod:`bnnhw.golden`); tests compare the two, and the software model with the
+golden model's convolution. Every figure (buffer rows, cycles, latency, memory) is the plan's.
 """
 
-import numpy as np
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import chunk_signature, pixel_signature
+from ..plan.stages import TransposePlan, WindowPlan
+from .layouts import chunk_signature, from_plan, pixel_signature
 
-__all__ = ["window_vectors", "pack_lanes", "SlidingWindow", "channel_major_order", "WindowTranspose"]
-
-
-def window_vectors(frames, *, kernel, stride=1, pad=0, pad_value=0):
-    """Window vectors of a batch of feature maps, the slow and obvious way.
-
-    Parameters
-    ----------
-    frames : array_like of int, ``[N, H, W, C]``
-        Element values as they travel on the bus: bits (0 / 1) for binary maps, signed codes
-        for multi-bit maps.
-    kernel, stride, pad : int
-    pad_value : int
-        Element value of a padded pixel (a bit for binary maps: 1 for +1, 0 for -1).
-
-    Returns
-    -------
-    numpy.ndarray of int64, ``[N, Ho, Wo, kernel*kernel*C]``
-        Vectors in ``[ky][kx][c]`` order; ``Ho = (H + 2 pad - kernel) // stride + 1``.
-    """
-    frames = np.asarray(frames, dtype=np.int64)
-    n, h, w, c = frames.shape
-    padded = np.full((n, h + 2 * pad, w + 2 * pad, c), pad_value, dtype=np.int64)
-    padded[:, pad:pad + h, pad:pad + w, :] = frames
-    ho = (h + 2 * pad - kernel) // stride + 1
-    wo = (w + 2 * pad - kernel) // stride + 1
-    out = np.empty((n, ho, wo, kernel * kernel * c), dtype=np.int64)
-    for oy in range(ho):
-        for ox in range(wo):
-            patch = padded[:, oy * stride:oy * stride + kernel, ox * stride:ox * stride + kernel]
-            out[:, oy, ox] = patch.reshape(n, -1)          # [ky][kx][c], channels innermost
-    return out
-
-
-def pack_lanes(values, bits):
-    """Pack the last axis of ``values`` into bus words: lane ``j`` at bits ``[j*bits, ...)``.
-
-    Signed values become two's complement lanes. Returns a list of Python ints (one per
-    vector along the other axes, in C order).
-    """
-    values = np.asarray(values, dtype=np.int64)
-    mask = (1 << bits) - 1
-    flat = values.reshape(-1, values.shape[-1]) & mask
-    shifts = [j * bits for j in range(values.shape[-1])]
-    return [sum(int(v) << sh for v, sh in zip(row, shifts)) for row in flat]
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, not {value}")
-    return value
-
-
-def _buffer_rows(height, width, kernel, stride, pad):
-    """Line buffer rows for a generator that never waits at row or frame changes.
-
-    At each change of output row (the next frame's first row included) the buffer must hold,
-    at once, the real rows of the current output row (its last window still reads them) and
-    every input row up to the last real row of the next output row, whose first window
-    follows at once. Rows are stored round-robin, so that is every row between the two
-    (unused rows included): ``newest - oldest + 1`` rows, minus one when the newest row can
-    share the oldest one's slot, i.e. when the oldest row is not needed by the next output
-    row and the columns the next first window needs of the newest row (``<= kernel-1-pad``)
-    lie left of the current last window (``(Wo-1)*stride - pad``), which frees them first.
-    Space alone decides, not timing: the rows are there however slowly the input arrives.
-    At least ``kernel`` rows are kept so that a window's rows never wrap twice.
-    """
-    ho = (height + 2 * pad - kernel) // stride + 1
-    wo = (width + 2 * pad - kernel) // stride + 1
-    columns_free = min(kernel - 1 - pad, width - 1) < (wo - 1) * stride - pad
-    rows = kernel
-    for oy in range(ho):
-        top = oy * stride - pad                           # frame-relative rows, may be < 0
-        oldest = max(top, 0)
-        if oy + 1 < ho:                                    # next output row, same frame
-            nxt = top + stride
-            newest = min(nxt + kernel - 1, height - 1)
-            shares = columns_free and oldest < nxt
-        else:                                              # first output row of the next frame
-            newest = height + min(kernel - 1 - pad, height - 1)
-            shares = columns_free
-        rows = max(rows, newest - oldest + 1 - int(shares))
-    return rows
+__all__ = ["SlidingWindow", "WindowTranspose"]
 
 
 def _add_mod(value, step, modulus):
@@ -111,6 +28,8 @@ def _add_mod(value, step, modulus):
     return Mux(total >= modulus, total - modulus, total)
 
 
+@from_plan("out_height", "out_width", "fan_in", "beats_per_vector", "buffer_rows",
+           "memory_bits", "pad_element", "latency_cycles", "cycles_per_frame")
 class SlidingWindow(wiring.Component):
     """Sliding-window (im2col) generator on streams.
 
@@ -192,153 +111,32 @@ class SlidingWindow(wiring.Component):
 
     def __init__(self, *, channels, bits, height, width, kernel, stride=1, pad=0,
                  pad_value=None, simd):
-        _check_int("Channel count", channels, 1)
-        _check_int("Element width", bits, 1)
-        _check_int("Height", height, 1)
-        _check_int("Width", width, 1)
-        _check_int("Kernel size", kernel, 1)
-        _check_int("Stride", stride, 1)
-        _check_int("Padding", pad, 0)
-        _check_int("SIMD", simd, 1)
-        if pad >= kernel:
-            raise ValueError(f"Padding must be less than the kernel size {kernel}, not {pad}")
-        for name, size in (("height", height), ("width", width)):
-            if size + 2 * pad < kernel:
-                raise ValueError(f"Kernel size {kernel} does not fit the {name} {size} with "
-                                 f"padding {pad}")
-        if channels % simd:
-            raise ValueError(f"SIMD must divide the channel count {channels}, not {simd}")
-        if pad_value is None:
-            pad_value = 0 if bits > 1 else 1           # the IR layers' defaults
-        if isinstance(pad_value, bool) or not isinstance(pad_value, int):
-            raise TypeError(f"Padding value must be an integer, not {pad_value!r}")
-        if bits == 1:
-            if pad_value not in (1, -1):
-                raise ValueError(f"Padding value of a binary map must be +1 or -1, "
-                                 f"not {pad_value}")
-        else:
-            lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-            if not lo <= pad_value <= hi:
-                raise ValueError(f"Padding value must be a {bits}-bit code in [{lo}, {hi}], "
-                                 f"not {pad_value}")
-        self.channels = channels
-        self.bits = bits
-        self.height = height
-        self.width = width
-        self.kernel = kernel
-        self.stride = stride
-        self.pad = pad
-        self.pad_value = pad_value
-        self.simd = simd
+        self._build(WindowPlan(channels=channels, bits=bits, height=height, width=width,
+                               kernel=kernel, stride=stride, pad=pad, pad_value=pad_value,
+                               simd=simd))
+
+    def _build(self, plan):
+        self.plan = plan
+        self.channels, self.bits = plan.channels, plan.bits
+        self.height, self.width = plan.height, plan.width
+        self.kernel, self.stride, self.pad = plan.kernel, plan.stride, plan.pad
+        self.pad_value, self.simd = plan.pad_value, plan.simd
         super().__init__({
-            "i_stream": In(pixel_signature(channels, bits)),
-            "o_stream": Out(chunk_signature(simd, bits)),
+            "i_stream": In(pixel_signature(plan.channels, plan.bits)),
+            "o_stream": Out(chunk_signature(plan.simd, plan.bits)),
         })
 
-    # -- derived quantities -----------------------------------------------------------------
-
-    @property
-    def out_height(self):
-        return (self.height + 2 * self.pad - self.kernel) // self.stride + 1
-
-    @property
-    def out_width(self):
-        return (self.width + 2 * self.pad - self.kernel) // self.stride + 1
-
-    @property
-    def fan_in(self):
-        """``K = kernel * kernel * channels``."""
-        return self.kernel * self.kernel * self.channels
-
-    @property
-    def beats_per_vector(self):
-        """``K / simd``: output beats per output pixel."""
-        return self.fan_in // self.simd
-
-    @property
-    def buffer_rows(self):
-        """``R``: rows of the input map held in the line buffer (see the class notes).
-
-        ``2*kernel - 1`` for stride 1 and pad 0 (CNV's convolutions), ``kernel`` for a 3x3
-        window with stride 1 and pad 1; never less than ``kernel``.
-        """
-        return _buffer_rows(self.height, self.width, self.kernel, self.stride, self.pad)
-
-    @property
-    def memory_bits(self):
-        """Line buffer size in bits: ``R * width * channels * bits``."""
-        return self.buffer_rows * self.width * self.channels * self.bits
-
-    @property
-    def pad_element(self):
-        """The padded element as it sits in a lane (bit 1 / 0 for binary maps, else the code)."""
-        if self.bits == 1:
-            return 1 if self.pad_value == 1 else 0
-        return self.pad_value
-
-    @property
-    def latency_cycles(self):
-        """Cycles from accepting the first pixel to the transfer of the first window's last chunk.
-
-        Assumes an input valid every cycle from the first cycle after reset and an output
-        always ready. A chunk that reads the pixel accepted at cycle ``n`` can transfer at cycle
-        ``n + 2`` at the earliest, and chunk ``i`` of the window (padding included) at cycle
-        ``i + 1``.
-        """
-        groups = self.channels // self.simd
-        k, p, w = self.kernel, self.pad, self.width
-        last = self.beats_per_vector
-        for ky in range(k):
-            for kx in range(k):
-                y, x = ky - p, kx - p
-                if 0 <= y < self.height and 0 <= x < w:
-                    first_beat = (ky * k + kx) * groups
-                    last = max(last, y * w + x + 2 + self.beats_per_vector - 1 - first_beat)
-        return last
-
-    @property
-    def cycles_per_frame(self):
-        """Steady-state cycles per frame: the larger of output beats and input pixels.
-
-        Exact for back-to-back frames with an input valid every cycle and an output always
-        ready: the line buffer (:attr:`buffer_rows`) is sized so that neither side waits at
-        row or frame changes.
-        """
-        return max(self.out_height * self.out_width * self.beats_per_vector,
-                   self.height * self.width)
-
     def describe(self):
-        """JSON-serialisable summary: parameters, memory, cycle estimates."""
-        return {
-            "kind": "sliding_window", "channels": self.channels, "bits": self.bits,
-            "height": self.height, "width": self.width, "kernel": self.kernel,
-            "stride": self.stride, "pad": self.pad, "pad_value": self.pad_value,
-            "simd": self.simd, "out_height": self.out_height, "out_width": self.out_width,
-            "K": self.fan_in, "beats_per_vector": self.beats_per_vector,
-            "buffer_rows": self.buffer_rows, "memory_bits": self.memory_bits,
-            "latency_cycles": self.latency_cycles, "cycles_per_frame": self.cycles_per_frame,
-        }
-
-    # -- software model -----------------------------------------------------------------------
+        """JSON-serialisable summary (:meth:`bnnhw.plan.stages.WindowPlan.describe`)."""
+        return self.plan.describe()
 
     def reference(self, frames):
-        """The expected output beats for ``frames`` (``[N, H, W, C]`` element values).
-
-        Returns a list of Python ints, one per ``o_stream`` beat, in order.
-        """
-        frames = np.asarray(frames)
-        want = (self.height, self.width, self.channels)
-        if frames.ndim != 4 or frames.shape[1:] != want:
-            raise ValueError(f"frames must have shape [N, {want[0]}, {want[1]}, {want[2]}], "
-                             f"not {list(frames.shape)}")
-        vec = window_vectors(frames, kernel=self.kernel, stride=self.stride, pad=self.pad,
-                             pad_value=self.pad_element)
-        return pack_lanes(vec.reshape(-1, self.simd), self.bits)
+        """Expected output beats for ``frames`` (:meth:`bnnhw.plan.stages.WindowPlan.reference`)."""
+        return self.plan.reference(frames)
 
     def pixels(self, frames):
-        """``i_stream`` payloads of ``frames`` (``[N, H, W, C]`` element values), in order."""
-        frames = np.asarray(frames)
-        return pack_lanes(frames.reshape(-1, self.channels), self.bits)
+        """``i_stream`` payloads of ``frames`` (:meth:`bnnhw.plan.stages.WindowPlan.pixels`)."""
+        return self.plan.pixels(frames)
 
     # -- hardware -----------------------------------------------------------------------------
 
@@ -487,23 +285,15 @@ class SlidingWindow(wiring.Component):
         return m
 
 
-def channel_major_order(kernel, channels):
-    """Positions, in the window's ``[ky][kx][c]`` vector, of the ``[c][ky][kx]`` elements.
-
-    Element ``j`` of the channel-major vector is element ``order[j]`` of the tap-major one, so
-    that channel ``c``'s 2-D window (``kernel * kernel`` elements) is contiguous at
-    ``[c*k*k, (c+1)*k*k)``: the per-input-channel 2-D kernels of SPEC §9.
-    """
-    taps = kernel * kernel
-    return [tap * channels + c for c in range(channels) for tap in range(taps)]
-
-
+@from_plan("fan_in", "in_beats", "out_beats", "cycles_per_vector", "cycles_per_frame",
+           "memory_bits")
 class WindowTranspose(wiring.Component):
     """Re-cut a sliding window's tap-major vectors into channel-major chunks.
 
     :class:`SlidingWindow` emits each window vector ``[ky][kx][c]`` (channels innermost, the
     pixel stream's order) as ``K / in_simd`` beats. This stage collects one vector and emits it
-    in ``[c][ky][kx]`` order (:func:`channel_major_order`) as ``ceil(K / out_simd)`` chunks, the
+    in ``[c][ky][kx]`` order (:func:`bnnhw.model.packing.channel_major_order`) as
+    ``ceil(K / out_simd)`` chunks, the
     last one zero-padded. With ``out_simd`` a multiple of ``kernel**2``, every chunk holds
     whole 2-D windows of ``out_simd / kernel**2`` input channels: the chunk stage after it can
     then be the per-input-channel 2-D popcount stage (:class:`~bnnhw.hw.pe.KernelPopcount`)
@@ -540,61 +330,26 @@ class WindowTranspose(wiring.Component):
     """
 
     def __init__(self, *, channels, kernel, bits=1, in_simd, out_simd, vectors_per_frame=1):
-        for name, value in (("Channel count", channels), ("Kernel size", kernel),
-                            ("Element width", bits), ("Input SIMD", in_simd),
-                            ("Output SIMD", out_simd), ("Vectors per frame", vectors_per_frame)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an integer, not {value!r}")
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, not {value}")
-        if channels % in_simd:
-            raise ValueError(f"Input SIMD must divide the {channels} channels, not {in_simd}")
-        self.channels, self.kernel, self.bits = channels, kernel, bits
-        self.in_simd, self.out_simd = in_simd, out_simd
-        self.vectors_per_frame = vectors_per_frame
-        self.fan_in = K = kernel * kernel * channels
-        if out_simd > K:
-            raise ValueError(f"Output SIMD must be at most K={K}, not {out_simd}")
-        self.in_beats = K // in_simd
-        self.out_beats = -(-K // out_simd)
+        self._build(TransposePlan(channels=channels, kernel=kernel, bits=bits, in_simd=in_simd,
+                                  out_simd=out_simd, vectors_per_frame=vectors_per_frame))
+
+    def _build(self, plan):
+        self.plan = plan
+        self.channels, self.kernel, self.bits = plan.channels, plan.kernel, plan.bits
+        self.in_simd, self.out_simd = plan.in_simd, plan.out_simd
+        self.vectors_per_frame = plan.vectors_per_frame
         super().__init__({
-            "i_stream": In(chunk_signature(in_simd, bits)),
-            "o_stream": Out(chunk_signature(out_simd, bits)),
+            "i_stream": In(chunk_signature(plan.in_simd, plan.bits)),
+            "o_stream": Out(chunk_signature(plan.out_simd, plan.bits)),
         })
 
-    @property
-    def cycles_per_vector(self):
-        """Steady-state cycles per window vector: ``max(in beats, out beats)``."""
-        return max(self.in_beats, self.out_beats)
-
-    @property
-    def cycles_per_frame(self):
-        """Steady-state cycles per frame: :attr:`cycles_per_vector` per window vector."""
-        return self.cycles_per_vector * self.vectors_per_frame
-
-    @property
-    def memory_bits(self):
-        """Bits of the two vector registers."""
-        return 2 * self.fan_in * self.bits
-
     def describe(self):
-        """JSON-serialisable summary."""
-        return {"kind": "window_transpose", "channels": self.channels, "kernel": self.kernel,
-                "bits": self.bits, "in_simd": self.in_simd, "out_simd": self.out_simd,
-                "in_beats": self.in_beats, "out_beats": self.out_beats,
-                "cycles_per_vector": self.cycles_per_vector,
-                "cycles_per_frame": self.cycles_per_frame, "memory_bits": self.memory_bits}
+        """JSON-serialisable summary (:meth:`bnnhw.plan.stages.TransposePlan.describe`)."""
+        return self.plan.describe()
 
     def reference(self, vectors):
-        """Expected output chunks (ints) for tap-major element vectors ``[N, K]`` (``bits``-bit
-        unsigned element values)."""
-        order = np.asarray(channel_major_order(self.kernel, self.channels))
-        beats = []
-        for vec in np.asarray(vectors):
-            flat = list(vec[order]) + [0] * (self.out_beats * self.out_simd - self.fan_in)
-            beats += pack_lanes(np.asarray(flat).reshape(self.out_beats, self.out_simd),
-                                self.bits)
-        return beats
+        """Expected output chunks (:meth:`bnnhw.plan.stages.TransposePlan.reference`)."""
+        return self.plan.reference(vectors)
 
     def elaborate(self, platform):
         m = Module()
@@ -625,7 +380,7 @@ class WindowTranspose(wiring.Component):
             with m.Else():
                 m.d.sync += wcnt.eq(wcnt + 1)
 
-        order = channel_major_order(self.kernel, self.channels)
+        order = self.plan.order
         ow = self.out_simd * b
         padded = self.out_beats * ow
 

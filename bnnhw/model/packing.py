@@ -12,6 +12,17 @@ drivers and the firmware headers:
 * Padding bits (from the last element up to the end of the last word) are **0** in activations
   and weights alike. Then ``XOR`` of two padded vectors has no bit set in the padding, and the
   XNOR popcount over the ``n`` real positions is ``n - popcount(x XOR w)``.
+
+It also owns the element orders and the bus lanes that hardware streams use:
+
+* a convolution's window vector is ``[ky][kx][c]`` (**tap-major**, channels innermost, the
+  pixel stream's order; :func:`conv_weight_rows` ``order="hwc"``), or ``[c][ky][kx]``
+  (**channel-major**, each input channel's 2-D window contiguous, SPEC §9;
+  :func:`channel_major_order`, ``order="chw"``);
+* a bus word of ``n`` lanes of ``b`` bits holds lane ``j`` at bits ``[j*b, (j+1)*b)``, signed
+  values in two's complement (:func:`pack_fields`, :func:`unpack_fields`);
+* the core's input stream carries an image's raw bytes in HWC raster order, byte ``j`` of a
+  beat at bits ``[8j, 8j+8)`` (:func:`input_beats`).
 """
 
 import numpy as np
@@ -29,6 +40,12 @@ __all__ = [
     "unpack_feature_map",
     "bits_to_int",
     "int_to_bits",
+    "pack_fields",
+    "unpack_fields",
+    "conv_weight_rows",
+    "channel_major_order",
+    "VECTOR_ORDERS",
+    "input_beats",
 ]
 
 #: NumPy dtype of a packed word, by its width in bits.
@@ -141,3 +158,85 @@ def int_to_bits(value, n):
     raw = value.to_bytes(words_for(n, 8) if n else 0, "little") if value < (1 << max(n, 0)) \
         else (value & ((1 << n) - 1)).to_bytes(words_for(n, 8), "little")
     return np.unpackbits(np.frombuffer(raw, np.uint8), count=n, bitorder="little")
+
+
+def pack_fields(values, width):
+    """Pack the last axis of ``values`` into bus words: lane ``j`` at bits ``[j*width, ...)``.
+
+    Signed values become two's-complement lanes. Returns a list of Python ints, one per
+    vector along the other axes (C order).
+    """
+    values = np.asarray(values, dtype=np.int64)
+    mask = (1 << width) - 1
+    flat = values.reshape(-1, values.shape[-1]) & mask
+    shifts = [j * width for j in range(values.shape[-1])]
+    return [sum(int(v) << sh for v, sh in zip(row, shifts)) for row in flat]
+
+
+def unpack_fields(words, lanes, width, signed=False):
+    """Inverse of :func:`pack_fields`: ``[len(words), lanes]`` int64 lane values."""
+    mask = (1 << width) - 1
+    out = np.empty((len(words), lanes), np.int64)
+    for i, word in enumerate(words):
+        word = int(word)
+        for j in range(lanes):
+            v = (word >> (j * width)) & mask
+            if signed and v >> (width - 1):
+                v -= 1 << width
+            out[i, j] = v
+    return out
+
+
+#: Element orders of a convolution's window vector: ``"hwc"`` ``[ky][kx][c]`` (tap-major,
+#: the pixel stream's order) and ``"chw"`` ``[c][ky][kx]`` (channel-major, SPEC §9).
+VECTOR_ORDERS = ("hwc", "chw")
+
+
+def conv_weight_rows(weight, order="hwc"):
+    """A layer's weights ``[O, C, kh, kw]`` (or a dense ``[O, K]``) as ``[O, K]`` rows in the
+    window vector's element order (see :data:`VECTOR_ORDERS`)."""
+    w = np.asarray(weight)
+    if order not in VECTOR_ORDERS:
+        raise ValueError(f"Vector order must be 'hwc' or 'chw', not {order!r}")
+    if w.ndim == 4 and order == "hwc":
+        w = w.transpose(0, 2, 3, 1)
+    return w.reshape(w.shape[0], -1)
+
+
+def channel_major_order(kernel, channels):
+    """Positions, in the tap-major ``[ky][kx][c]`` vector, of the channel-major elements.
+
+    Element ``j`` of the ``[c][ky][kx]`` vector is element ``order[j]`` of the tap-major one, so
+    that channel ``c``'s 2-D window (``kernel * kernel`` elements) is contiguous at
+    ``[c*k*k, (c+1)*k*k)``: the per-input-channel 2-D kernels of SPEC §9.
+    """
+    taps = kernel * kernel
+    return [tap * channels + c for c in range(channels) for tap in range(taps)]
+
+
+def input_beats(raw_nchw, bytes_per_beat, beats_per_image):
+    """Raw image bytes as the core's input stream beats.
+
+    The image's bytes are taken in HWC raster order ([H, W, C] flattened); beat ``b`` carries
+    bytes ``[b * bytes_per_beat, (b + 1) * bytes_per_beat)``, byte ``j`` of a beat in payload
+    bits ``[8j, 8j + 8)``. A last beat that is not full is padded with zero bytes.
+
+    Returns
+    -------
+    numpy.ndarray of uint8, ``[N, beats_per_image, bytes_per_beat]``
+
+    Raises
+    ------
+    ValueError
+        The image has more bytes than ``beats_per_image`` beats carry.
+    """
+    raw = np.asarray(raw_nchw, dtype=np.uint8)
+    n = raw.shape[0]
+    flat = np.moveaxis(raw, 1, -1).reshape(n, -1)   # [N, H*W*C], channels innermost
+    total = beats_per_image * bytes_per_beat
+    if flat.shape[1] > total:
+        raise ValueError(f"core takes {beats_per_image} beats of {bytes_per_beat} bytes per "
+                         f"image ({total} bytes), fewer than the image's {flat.shape[1]} bytes")
+    padded = np.zeros((n, total), dtype=np.uint8)
+    padded[:, :flat.shape[1]] = flat
+    return padded.reshape(n, beats_per_image, bytes_per_beat)

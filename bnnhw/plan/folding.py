@@ -12,7 +12,11 @@ Rules (checked by :func:`check_folding`, errors name the layer):
   unless the entry says ``"order": "chw"``: then the vector is ``[c][ky][kx]`` (each input
   channel's 2-D window contiguous, for a per-channel 2-D popcount stage or a shared-result
   filter bank, SPEC §9) and any ``SIMD <= K`` works; a multiple of ``kh * kw`` keeps every
-  chunk to whole 2-D windows.
+  chunk to whole 2-D windows;
+* an entry may name the MVTU's chunk stage, ``"stage"`` (a key of
+  :data:`bnnhw.plan.stages.CHUNK_STAGES`): ``"kernel_popcount"`` (and
+  ``"kernel_popcount_rom"``, which holds its own weights) need ``"order": "chw"`` and ``SIMD``
+  a multiple of ``kh * kw``. Default: ``"popcount"`` (``"dot"`` for a multi-bit layer).
 
 Cycles of one layer per image: ``ceil(O / PE) * ceil(K / SIMD) * H_out * W_out`` (the MVTU
 computes one output pixel per vector).
@@ -23,7 +27,7 @@ import math
 from pathlib import Path
 
 from ..errors import ModelError
-from ..model.layers import COMPUTE_TYPES, BinaryDense
+from ..model.layers import COMPUTE_TYPES, BinaryDense, MultibitConv2d
 
 __all__ = ["load_folding", "check_folding", "default_folding", "auto_folding",
            "layer_cycles", "folding_cycles"]
@@ -83,7 +87,7 @@ def check_folding(net, folding):
         if not isinstance(entry, dict):
             raise ModelError(f"layer {info.name!r}: folding must be {{'PE': int, 'SIMD': int}}, "
                              f"not {entry!r}")
-        extra = sorted(set(entry) - {"PE", "SIMD", "order"})
+        extra = sorted(set(entry) - {"PE", "SIMD", "order", "stage"})
         if extra:
             raise ModelError(f"layer {info.name!r}: unknown folding key {extra[0]!r}")
         order = entry.get("order", "hwc")
@@ -113,8 +117,33 @@ def check_folding(net, folding):
         if order == "chw":
             # Only named when not the default, so that FINN-style foldings stay as given.
             vals["order"] = order
+        if "stage" in entry:
+            vals["stage"] = _check_stage(info, entry["stage"], order, vals["SIMD"])
         out[info.name] = vals
     return out
+
+
+def _check_stage(info, stage, order, simd):
+    """A chunk stage named in a folding entry (:data:`bnnhw.plan.stages.CHUNK_STAGES`)."""
+    from .stages import CHUNK_STAGES
+    layer = info.layer
+    if stage not in CHUNK_STAGES:
+        raise ModelError(f"layer {info.name!r}: chunk stage must be one of "
+                         f"{', '.join(repr(s) for s in CHUNK_STAGES)}, not {stage!r}")
+    if (stage == "dot") != isinstance(layer, MultibitConv2d):
+        raise ModelError(f"layer {info.name!r}: chunk stage {stage!r} does not compute a "
+                         f"{'multi-bit' if isinstance(layer, MultibitConv2d) else 'binary'} "
+                         f"layer")
+    need = CHUNK_STAGES[stage]["order"]
+    if need is not None and order != need:
+        raise ModelError(f"layer {info.name!r}: chunk stage {stage!r} needs \"order\": "
+                         f"{need!r} in the folding, not {order!r}")
+    if stage.startswith("kernel_popcount"):
+        taps = layer.kernel[0] * layer.kernel[1]
+        if simd % taps:
+            raise ModelError(f"layer {info.name!r}: chunk stage {stage!r} needs SIMD a multiple "
+                             f"of the {taps} elements of a 2-D kernel, not {simd}")
+    return stage
 
 
 def default_folding(net):

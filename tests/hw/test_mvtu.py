@@ -215,9 +215,9 @@ def test_chunk_stage_seam():
     thr = Threshold("thr", rng.integers(-9, 9, 4))
     made = []
 
-    def stage(*, pe, simd):
-        made.append((pe, simd))
-        return ChunkPopcount(pe=pe, simd=simd, stages=4)
+    def stage(plan):
+        made.append((plan.pe, plan.simd))
+        return ChunkPopcount(pe=plan.pe, simd=plan.simd, stages=4)
 
     dut = MVTU(layer=layer, pe=2, simd=2, threshold=thr, chunk_stage=stage)
     assert made == [(2, 2)] and dut.latency == dut.cycles_per_vector + 4 + 3

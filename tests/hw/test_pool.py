@@ -20,7 +20,8 @@ from testdata import shared_file
 from bnnhw import golden
 from bnnhw.model.layers import BinaryDense, MaxPool, Output, ThresholdQuantizer
 from bnnhw.model.network import Network
-from bnnhw.hw.pool import OrMaxPool, or_pool_reference
+from bnnhw.hw.pool import OrMaxPool
+from bnnhw.plan.stages import or_pool_reference
 
 
 # -- stream driver (same as tests/hw/test_window.py) --------------------------------------------

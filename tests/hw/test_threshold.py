@@ -5,8 +5,9 @@ import pytest
 from amaranth.hdl import ClockDomain, Module, signed, unsigned
 from amaranth.sim import Simulator
 
-from bnnhw.hw.threshold import (ClipUnit, ThresholdUnit, accumulator_range, shape_for,
-                                threshold_table)
+from bnnhw.hw.layouts import to_shape
+from bnnhw.hw.threshold import ClipUnit, ThresholdUnit
+from bnnhw.plan.tables import accumulator_range, shape_for, threshold_table
 from bnnhw.model import BinaryDense, Clip, MultibitConv2d, Threshold
 
 from .streams import compare_beats
@@ -116,9 +117,9 @@ def test_clip_unit_exhaustive():
 
 
 def test_shape_for():
-    assert shape_for(0, 12) == unsigned(4)
-    assert shape_for(-1, 12) == signed(5)
-    assert shape_for(-8, 7) == signed(4)
+    assert to_shape(shape_for(0, 12)) == unsigned(4)
+    assert to_shape(shape_for(-1, 12)) == signed(5)
+    assert to_shape(shape_for(-8, 7)) == signed(4)
 
 
 @pytest.mark.parametrize("run,index,bit", [(threshold_unit_run, 0, 0),

@@ -7,7 +7,9 @@ import pytest
 from bnnhw import golden
 from bnnhw.hw.network import NetworkCore
 from bnnhw.hw.pe import KernelPopcount
-from bnnhw.hw.window import WindowTranspose, channel_major_order, pack_lanes
+from bnnhw.hw.window import WindowTranspose
+from bnnhw.model.packing import channel_major_order
+from bnnhw.model.packing import pack_fields as pack_lanes
 
 from .netutil import expected_lasts, random_conv_net, run_core
 from .streams import StreamDriver, StreamMonitor, compare_beats, run_streams
@@ -133,9 +135,9 @@ def test_channel_major_sensitive_network(monkeypatch):
     assert len({tuple(s) for s in scores}) == 3          # the images are told apart
     # The same core with its weights in the tap-major order (the transpose left in front)
     # must disagree with the golden model: the test sees the order.
-    import bnnhw.hw.mvtu as mvtu
-    tap_major = mvtu.weight_matrix
-    monkeypatch.setattr(mvtu, "weight_matrix", lambda layer, order="hwc": tap_major(layer))
+    import bnnhw.plan.stages as stages
+    tap_major = stages.conv_weight_rows
+    monkeypatch.setattr(stages, "conv_weight_rows", lambda w, order="hwc": tap_major(w))
     wrong, _, _ = run_core(NetworkCore(net=net, folding=SENSITIVE_FOLDING), images)
     assert not np.array_equal(wrong, golden.forward(net, images))
 
@@ -145,12 +147,33 @@ def test_kernel_popcount_stage_swaps_in():
     # shared-result filter bank replaces): same scores, nothing else changed.
     net = sensitive_conv_net(9)
     images = np.random.default_rng(5).integers(0, 256, (2, 3, 6, 6), dtype=np.uint8)
-    core = NetworkCore(net=net, folding=SENSITIVE_FOLDING,
-                       chunk_stages={"conv1": lambda pe, simd: KernelPopcount(
-                           pe=pe, simd=simd, kernel_elements=9)})
+    folding = {k: dict(v) for k, v in SENSITIVE_FOLDING.items()}
+    folding["conv1"]["stage"] = "kernel_popcount"
+    core = NetworkCore(net=net, folding=folding)
     mvtu = dict(core.stages)["conv1"]
-    assert isinstance(mvtu._chunk, KernelPopcount)
+    assert isinstance(mvtu._chunk, KernelPopcount) and not mvtu.holds_weights
+    assert core.describe()["layers"][1]["chunk_stage"] == {
+        "kind": "kernel_popcount", "latency": mvtu._chunk.latency, "holds_weights": False}
     _check(core, net, images)
+
+
+def test_kernel_popcount_rom_holds_the_weights():
+    # The same stage holding the weight rows itself: the MVTU drops its weight memory.
+    net = sensitive_conv_net(9)
+    images = np.random.default_rng(6).integers(0, 256, (2, 3, 6, 6), dtype=np.uint8)
+    folding = {k: dict(v) for k, v in SENSITIVE_FOLDING.items()}
+    folding["conv1"]["stage"] = "kernel_popcount_rom"
+    core = NetworkCore(net=net, folding=folding)
+    mvtu = dict(core.stages)["conv1"]
+    assert mvtu.holds_weights and mvtu._chunk.plan.weight_rows == tuple(mvtu.plan.weight_rows)
+    _check(core, net, images)
+    # Wrong rows in the stage must show: the comparison sees where the weights come from.
+    plan = core.plan
+    mask = (1 << (plan.mvtu("conv1").pe * plan.mvtu("conv1").simd)) - 1
+    bad = [row ^ mask for row in plan.mvtu("conv1").weight_rows]     # every weight inverted
+    object.__setattr__(plan.mvtu("conv1").chunk, "weight_rows", tuple(bad))
+    wrong, _, _ = run_core(NetworkCore(plan=plan), images)
+    assert not np.array_equal(wrong, golden.forward(net, images))
 
 
 def test_channel_major_folding_errors():

@@ -23,7 +23,9 @@ from bnnhw import golden
 from bnnhw.model.layers import (BinaryConv2d, BinaryDense, FixedPointQuantizer, MultibitConv2d,
                                 Output, Threshold, ThresholdQuantizer)
 from bnnhw.model.network import Network
-from bnnhw.hw.window import SlidingWindow, pack_lanes, window_vectors
+from bnnhw.hw.window import SlidingWindow
+from bnnhw.model.packing import pack_fields as pack_lanes
+from bnnhw.plan.stages import window_vectors
 
 
 # -- stream driver ------------------------------------------------------------------------------
