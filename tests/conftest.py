@@ -1,8 +1,17 @@
-"""Session fixtures shared by all tests: the real BNN-PYNQ networks and MNIST."""
+"""Session fixtures shared by all tests: the real BNN-PYNQ networks and MNIST; the build root.
+
+Every build of the test session goes under one build root: ``$BNNHW_BUILD_ROOT`` if set, else
+``<repo>/build/test-root`` (kept between local runs, so only changed builds are redone; the
+build flow's keys make reuse safe).
+"""
+
+import os
 
 import pytest
 
-from testdata import MNIST, shared_file
+from support.data import MNIST, ROOT, shared_file
+
+os.environ.setdefault("BNNHW_BUILD_ROOT", str(ROOT / "build" / "test-root"))
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import pytest
 
 from bnnhw import golden
 from bnnhw.cli import main
-from testdata import BNN_PYNQ, MNIST, shared_file
+from support.data import BNN_PYNQ, MNIST, shared_file
 
 
 def run(capsys, *argv):

@@ -8,7 +8,7 @@ from bnnhw.errors import ModelError
 from bnnhw.plan.folding import (auto_folding, check_folding, default_folding, folding_cycles,
                               load_folding)
 
-from hw.netutil import random_conv_net, random_dense_net
+from support.networks import random_conv_net, random_dense_net
 
 
 def test_sources(tmp_path, lfc):

@@ -11,7 +11,7 @@ from bnnhw.errors import ModelError
 from bnnhw.model import (BinaryConv2d, BinaryDense, Clip, MaxPool, MultibitConv2d, Network,
                          Output, Threshold, ThresholdQuantizer, FixedPointQuantizer,
                          load_model, save_model, bn_sign_reference)
-from testdata import BNN_PYNQ, shared_file
+from support.data import BNN_PYNQ, shared_file
 
 ALL_SHARED = ["cnvW1A1_cifar10", "cnvW1A1_streetview", "cnvW1A1_road_signs", "lfcW1A1_mnist",
               "lfcW1A1_chars_merged"]

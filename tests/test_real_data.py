@@ -5,7 +5,7 @@ import pytest
 
 import bnnhw
 from bnnhw import golden
-from testdata import shared_file
+from support.data import shared_file
 from reference import forward_reference
 
 

@@ -7,6 +7,7 @@ no partial output file behind (outputs are written to a temporary file and renam
 """
 
 import argparse
+import os
 import sys
 
 from ..errors import BnnhwError
@@ -24,6 +25,9 @@ def build_parser():
         prog="bnnhw",
         description="Hardware and firmware for binarized neural networks, verified bit for bit "
                     "against a NumPy golden model.")
+    parser.add_argument("--build-root", metavar="DIR", default=None,
+                        help="folder of every build (default $BNNHW_BUILD_ROOT, else "
+                             "~/.cache/bnnhw)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(sub)
@@ -35,6 +39,9 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.build_root is not None:
+            from ..flow.config import ROOT_VARIABLE, build_root
+            os.environ[ROOT_VARIABLE] = str(build_root(args.build_root))
         args.func(args)
     except BnnhwError as e:
         print(f"bnnhw: error: {e}", file=sys.stderr)

@@ -64,7 +64,7 @@ def register(sub):
     p.add_argument("--sim", default="icarus", choices=("icarus", "verilator"))
     p.add_argument("--folding", metavar="FILE", default=None)
     p.add_argument("--build-dir", default=None,
-                   help="build folder (default: build/<model>-<id>-<folding hash>)")
+                   help="build folder (default: <build root>/<model>-<id>-<config hash>)")
     p.add_argument("--stress", action="store_true",
                    help="stream the inputs again with random valid gaps and backpressure and "
                         "check that the scores do not change")

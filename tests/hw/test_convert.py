@@ -8,7 +8,7 @@ from bnnhw.hw.convert import (InputQuantizer, PacketSerializer, ScoreSerializer,
                               WidthConverter)
 from bnnhw.model import FixedPointQuantizer, ThresholdQuantizer
 
-from .streams import StreamDriver, StreamMonitor, compare_beats, run_streams
+from support.streams import StreamDriver, StreamMonitor, compare_beats, run_streams
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 

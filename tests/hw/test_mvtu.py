@@ -6,7 +6,7 @@ import pytest
 from bnnhw.hw.mvtu import MVTU
 from bnnhw.model.layers import BinaryConv2d, BinaryDense, Clip, MultibitConv2d, Threshold
 
-from .streams import StreamDriver, StreamMonitor, compare_beats, run_streams
+from support.streams import StreamDriver, StreamMonitor, compare_beats, run_streams
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 

@@ -6,7 +6,7 @@ import pytest
 from bnnhw import golden
 from bnnhw.hw.network import NetworkCore
 
-from .netutil import expected_lasts, random_dense_net, run_core
+from support.networks import expected_lasts, random_dense_net, run_core
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -45,7 +45,7 @@ def test_dense_popcount_two_hidden():
 
 @pytest.mark.parametrize("window_fifo", [True, False])
 def test_conv_network_vs_golden(window_fifo):
-    from .netutil import random_conv_net
+    from support.networks import random_conv_net
     net = random_conv_net(3)
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, (2, 3, 6, 6), dtype=np.uint8)
@@ -83,7 +83,7 @@ def test_dense_cycles_per_image_measured(folding):
 
 def test_conv_cycles_per_image_measured():
     """With an MVTU as the clear bottleneck the conv network's interval is exact too."""
-    from .netutil import random_conv_net
+    from support.networks import random_conv_net
     net = random_conv_net(3)
     images = np.random.default_rng(6).integers(0, 256, (3, 3, 6, 6), dtype=np.uint8)
     folding = {"conv0": {"PE": 3, "SIMD": 3}, "conv1": {"PE": 4, "SIMD": 2},

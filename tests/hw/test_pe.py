@@ -7,7 +7,7 @@ from amaranth.sim import Simulator
 
 from bnnhw.hw.pe import ChunkDot, ChunkPopcount, XnorPopcountPE
 
-from .streams import StreamDriver, StreamMonitor, compare_beats, run_streams
+from support.streams import StreamDriver, StreamMonitor, compare_beats, run_streams
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 

@@ -15,79 +15,14 @@ import pytest
 from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
-from testdata import shared_file
+from support.data import shared_file
+from support.streams import compare_beats, run_stream
 
 from bnnhw import golden
 from bnnhw.model.layers import BinaryDense, MaxPool, Output, ThresholdQuantizer
 from bnnhw.model.network import Network
 from bnnhw.hw.pool import OrMaxPool
 from bnnhw.plan.stages import or_pool_reference
-
-
-# -- stream driver (same as tests/hw/test_window.py) --------------------------------------------
-
-def run_stream(dut, in_beats, n_out, *, p_gap=0.0, p_stall=0.0, seed=0, max_cycles=200_000):
-    """Drive ``in_beats`` into ``dut.i_stream`` and collect ``n_out`` beats of ``dut.o_stream``.
-
-    ``p_gap``: probability of an idle input cycle between beats; ``p_stall``: probability that
-    the sink is not ready in a cycle. Checks the stream rules on the output (valid held until
-    the transfer, payload stable while waiting). Returns ``(beats, out_cycles, in_cycles)``,
-    the cycle numbers counting from 0 at the first simulated edge.
-    """
-    rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
-    out, out_cycles, in_cycles = [], [], []
-
-    async def source(ctx):
-        i, cycle, presenting = 0, 0, False
-        while i < len(in_beats):
-            if not presenting and rng_in.random() < p_gap:
-                ctx.set(dut.i_stream.valid, 0)
-            else:
-                presenting = True
-                ctx.set(dut.i_stream.valid, 1)
-                ctx.set(dut.i_stream.payload, in_beats[i])
-            _, _, valid, ready = await ctx.tick().sample(dut.i_stream.valid, dut.i_stream.ready)
-            if valid and ready:
-                in_cycles.append(cycle)
-                i += 1
-                presenting = False
-            cycle += 1
-        ctx.set(dut.i_stream.valid, 0)
-
-    async def sink(ctx):
-        cycle, waiting = 0, None
-        while len(out) < n_out:
-            if cycle > max_cycles:
-                raise AssertionError(f"timeout: {len(out)} of {n_out} beats after {cycle} "
-                                     f"cycles ({len(in_cycles)} of {len(in_beats)} inputs taken)")
-            ready = rng_out.random() >= p_stall
-            ctx.set(dut.o_stream.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.o_stream.valid,
-                                                           dut.o_stream.payload)
-            if waiting is not None:
-                assert valid, f"o_stream.valid dropped before the transfer at cycle {cycle}"
-                assert payload == waiting, f"payload changed while stalled at cycle {cycle}"
-            if valid and ready:
-                out.append(payload)
-                out_cycles.append(cycle)
-                waiting = None
-            elif valid:
-                waiting = payload
-            cycle += 1
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.run()
-    return out, out_cycles, in_cycles
-
-
-def compare_beats(got, want):
-    """Fail on the first differing beat, naming it."""
-    assert len(got) == len(want), f"{len(got)} beats, expected {len(want)}"
-    for i, (g, w) in enumerate(zip(got, want)):
-        assert g == w, f"beat {i}: got {g:#x}, expected {w:#x}"
 
 
 def golden_case(rng, *, n, c, h, w, kernel, stride):

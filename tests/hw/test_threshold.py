@@ -10,7 +10,7 @@ from bnnhw.hw.threshold import ClipUnit, ThresholdUnit
 from bnnhw.plan.tables import accumulator_range, shape_for, threshold_table
 from bnnhw.model import BinaryDense, Clip, MultibitConv2d, Threshold
 
-from .streams import compare_beats
+from support.streams import compare_beats
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 

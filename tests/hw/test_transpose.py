@@ -11,8 +11,8 @@ from bnnhw.hw.window import WindowTranspose
 from bnnhw.model.packing import channel_major_order
 from bnnhw.model.packing import pack_fields as pack_lanes
 
-from .netutil import expected_lasts, random_conv_net, run_core
-from .streams import StreamDriver, StreamMonitor, compare_beats, run_streams
+from support.networks import expected_lasts, random_conv_net, run_core
+from support.streams import StreamDriver, StreamMonitor, compare_beats, run_streams
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -89,7 +89,7 @@ def sensitive_conv_net(seed):
     every conv1 output bit, with thresholds at 0: each conv output bit moves the scores."""
     from bnnhw.model import (BinaryConv2d, BinaryDense, FixedPointQuantizer, MultibitConv2d,
                              Network, Output, Threshold)
-    from .netutil import pm1
+    from support.networks import pm1
     rng = np.random.default_rng(seed)
     layers = (
         MultibitConv2d("conv0", pm1(rng, (4, 3, 3, 3)), input_bits=8),

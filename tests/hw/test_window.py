@@ -17,7 +17,8 @@ import pytest
 from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 
-from testdata import shared_file
+from support.data import shared_file
+from support.streams import compare_beats, run_stream
 
 from bnnhw import golden
 from bnnhw.model.layers import (BinaryConv2d, BinaryDense, FixedPointQuantizer, MultibitConv2d,
@@ -26,85 +27,6 @@ from bnnhw.model.network import Network
 from bnnhw.hw.window import SlidingWindow
 from bnnhw.model.packing import pack_fields as pack_lanes
 from bnnhw.plan.stages import window_vectors
-
-
-# -- stream driver ------------------------------------------------------------------------------
-
-def run_stream(dut, in_beats, n_out, *, p_gap=0.0, p_stall=0.0, ready_every=None,
-               valid_every=None, seed=0, max_cycles=200_000):
-    """Drive ``in_beats`` into ``dut.i_stream`` and collect ``n_out`` beats of ``dut.o_stream``.
-
-    ``p_gap``: probability of an idle input cycle between beats; ``p_stall``: probability that
-    the sink is not ready in a cycle; ``ready_every=n`` instead makes the sink ready exactly
-    every ``n``-th cycle (a consumer of fixed rate, like an MVTU with ``n`` neuron folds that
-    takes one chunk per ``n`` cycles); ``valid_every=m`` makes the source offer each pixel
-    ``m`` cycles after the previous one was taken, never sooner (a producer of fixed rate that
-    cannot catch up, like the matrix-vector unit of the layer before). Checks the stream
-    rules on the output (valid held until the transfer, payload stable while waiting).
-    Returns ``(beats, out_cycles, in_cycles)``, the cycle numbers counting from 0 at the
-    first simulated edge.
-    """
-    rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
-    out, out_cycles, in_cycles = [], [], []
-
-    async def source(ctx):
-        i, cycle, presenting, idle = 0, 0, False, (valid_every or 1) - 1
-        while i < len(in_beats):
-            if valid_every and not presenting and idle:
-                idle -= 1
-                ctx.set(dut.i_stream.valid, 0)
-            elif not presenting and rng_in.random() < p_gap:
-                ctx.set(dut.i_stream.valid, 0)
-            else:
-                presenting = True
-                ctx.set(dut.i_stream.valid, 1)
-                ctx.set(dut.i_stream.payload, in_beats[i])
-            _, _, valid, ready = await ctx.tick().sample(dut.i_stream.valid, dut.i_stream.ready)
-            if valid and ready:
-                in_cycles.append(cycle)
-                i += 1
-                presenting = False
-                idle = (valid_every or 1) - 1
-            cycle += 1
-        ctx.set(dut.i_stream.valid, 0)
-
-    async def sink(ctx):
-        cycle, waiting = 0, None
-        while len(out) < n_out:
-            if cycle > max_cycles:
-                raise AssertionError(f"timeout: {len(out)} of {n_out} beats after {cycle} "
-                                     f"cycles ({len(in_cycles)} of {len(in_beats)} inputs taken)")
-            if ready_every:
-                ready = cycle % ready_every == 0
-            else:
-                ready = rng_out.random() >= p_stall
-            ctx.set(dut.o_stream.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.o_stream.valid,
-                                                           dut.o_stream.payload)
-            if waiting is not None:
-                assert valid, f"o_stream.valid dropped before the transfer at cycle {cycle}"
-                assert payload == waiting, f"payload changed while stalled at cycle {cycle}"
-            if valid and ready:
-                out.append(payload)
-                out_cycles.append(cycle)
-                waiting = None
-            elif valid:
-                waiting = payload
-            cycle += 1
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.run()
-    return out, out_cycles, in_cycles
-
-
-def compare_beats(got, want):
-    """Fail on the first differing beat, naming it."""
-    assert len(got) == len(want), f"{len(got)} beats, expected {len(want)}"
-    for i, (g, w) in enumerate(zip(got, want)):
-        assert g == w, f"beat {i}: got {g:#x}, expected {w:#x}"
 
 
 def unpack_lanes(beats, lanes, bits, signed):
@@ -530,7 +452,7 @@ def _balanced_conv_net(pad1):
     cycles per image (16 pixels x 9 chunks, or 4 pixels x 36 chunks) with NF = 1, so both
     windows must deliver one chunk every cycle, frame after frame."""
     from bnnhw.model.layers import MaxPool
-    from .netutil import pm1, thresholds
+    from support.networks import pm1, thresholds
     rng = np.random.default_rng(20 + pad1)
     side = 4 + 2 * pad1 - 2                        # conv1's output side
     k_fc = 6 * (side // 2) ** 2
@@ -555,7 +477,7 @@ def test_balanced_network_interval(pad1, window_fifo):
     back-to-back images equals describe()["cycles_per_image"] (it was 148 vs 144 with the
     former k-row buffer; 186 with pad 0 and no FIFO)."""
     from bnnhw.hw.network import NetworkCore
-    from .netutil import expected_lasts, run_core
+    from support.networks import expected_lasts, run_core
     net, folding = _balanced_conv_net(pad1)
     n = 4
     images = np.random.default_rng(pad1).integers(0, 256, (n, 3, 6, 6), dtype=np.uint8)

@@ -8,15 +8,15 @@ import pytest
 from bnnhw import golden
 from bnnhw.cli import main
 from bnnhw.model.io import save_model
-from conftest import random_dense_network
+from support.networks import random_dense_net
 
 pytestmark = pytest.mark.cocotb
 
 
 @pytest.fixture
 def small_model(tmp_path):
-    net = random_dense_network(np.random.default_rng(11), (6, 4), input_hw=(4, 4),
-                               name="cli_dense")
+    net = random_dense_net(np.random.default_rng(11), sizes=(6, 4), shape=(1, 4, 4),
+                           name="cli_dense")
     path = tmp_path / "m.npz"
     save_model(net, path)
     return net, path

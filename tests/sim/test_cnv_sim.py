@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import bnnhw
-from simutil import check_lint, cli_core, cli_simulate_equals_run
+from simutil import check_lint, cli_simulate_equals_run, flow_core
 
 pytestmark = pytest.mark.cocotb
 
@@ -32,7 +32,7 @@ def cnv_images(data_dir):
 
 @pytest.fixture(scope="module")
 def cnv_gen(cnv, data_dir):
-    return cli_core(cnv, data_dir / "bnn-pynq" / CNV_FILE)
+    return flow_core(cnv)
 
 
 def test_cnv_verilator_finn_folding(cnv, cnv_images, cnv_gen, data_dir, tmp_path, capsys):

@@ -6,8 +6,7 @@ import pytest
 
 import bnnhw
 from bnnhw import golden
-from simutil import (assert_exact, check_lint, cli_core, cli_simulate_equals_run, run,
-                     stimulus_for)
+from simutil import assert_exact, check_lint, cli_simulate_equals_run, flow_core, run, stimulus_for
 
 pytestmark = pytest.mark.cocotb
 
@@ -17,7 +16,7 @@ def digits_gen():
     from bnnhw.demo import example_model_path
     path = example_model_path()
     net = bnnhw.load_model(path)
-    folder, manifest = cli_core(net, path)
+    folder, manifest = flow_core(net)
     return net, path, folder, manifest
 
 

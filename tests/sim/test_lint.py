@@ -38,14 +38,14 @@ def test_lint_network_cores(tmp_path):
     import numpy as np
 
     from bnnhw.gen import generate
-    from conftest import random_conv_network, random_dense_network
+    from support.networks import random_conv_net, random_dense_net
     rng = np.random.default_rng(9)
-    cnv = random_conv_network(rng)
+    cnv = random_conv_net(rng, pad=0, channels=(3, 4, 8), hidden=0, name="rand_cnv")
     m = generate(cnv, tmp_path / "cnv", folding={"conv0": {"PE": 2, "SIMD": 3},
                                                   "conv1": {"PE": 3, "SIMD": 2},
                                                   "fc2": {"PE": 2, "SIMD": 4}})
     _check(tmp_path / "cnv" / m["verilog"], m["top"])
-    mlp = random_dense_network(rng, (7, 3), input_hw=(3, 5))
+    mlp = random_dense_net(rng, sizes=(7, 3), shape=(1, 3, 5), name="rand_dense")
     m = generate(mlp, tmp_path / "mlp", folding={"fc0": {"PE": 4, "SIMD": 6},
                                                   "fc1": {"PE": 2, "SIMD": 7}})
     _check(tmp_path / "mlp" / m["verilog"], m["top"])

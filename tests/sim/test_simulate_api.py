@@ -5,14 +5,14 @@ import pytest
 
 from bnnhw import golden
 from bnnhw.simulate import simulate
-from conftest import random_dense_network
+from support.networks import random_dense_net
 
 pytestmark = pytest.mark.cocotb
 
 
 def test_simulate_returns_golden_scores_and_cycles(tmp_path):
-    net = random_dense_network(np.random.default_rng(21), (10, 6), input_hw=(4, 4),
-                               name="api_dense")
+    net = random_dense_net(np.random.default_rng(21), sizes=(10, 6), shape=(1, 4, 4),
+                           name="api_dense")
     folding = {"fc0": {"PE": 2, "SIMD": 4}, "fc1": {"PE": 3, "SIMD": 5}}
     x = np.random.default_rng(22).integers(0, 256, size=(4, 4, 4), dtype=np.uint8)
     scores, stats = simulate(net, x, folding=folding, build_dir=tmp_path / "b", stress=True)

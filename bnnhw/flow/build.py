@@ -1,0 +1,180 @@
+"""One build folder, its ``build.json`` and the step runner.
+
+A :class:`Build` is the folder of one :class:`~bnnhw.flow.config.BuildConfig` under the build
+root. Steps (:mod:`bnnhw.flow.steps`) run in it; each step's **key** covers the configuration,
+the step's parameters, a digest of the bnnhw sources it runs, the versions of the tools it
+calls and the keys of the steps it builds on. ``build.json`` records per step its inputs, key,
+outputs, metrics and seconds; a step whose key is unchanged and whose outputs are all there is
+skipped, anything else reruns it. Steps write their outputs atomically; one lock per build
+folder serialises processes that build the same thing at once.
+"""
+
+import fcntl
+import json
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import InputError
+from .config import BuildConfig, build_root, digest, source_digest
+
+__all__ = ["Build", "BUILD_FORMAT", "write_json"]
+
+BUILD_FORMAT = "bnnhw-build"
+BUILD_VERSION = 1
+
+
+def write_json(path, obj):
+    """Write ``obj`` as strict JSON (no NaN) to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class Build:
+    """The build folder of ``config`` for ``net`` (see the module docstring).
+
+    Parameters
+    ----------
+    net : bnnhw.model.Network
+    config : BuildConfig
+    root : path-like or None
+        The build root (:func:`bnnhw.flow.config.build_root`).
+    folder : path-like or None
+        Use this folder instead of ``<root>/<config.folder_name()>`` (``--build-dir``).
+    """
+
+    def __init__(self, net, config, *, root=None, folder=None):
+        if not isinstance(config, BuildConfig):
+            raise TypeError(f"Config must be a BuildConfig, not {config!r}")
+        if config.fingerprint != net.fingerprint():
+            raise InputError(f"build configuration is for model {config.fingerprint}, not "
+                             f"{net.fingerprint()}")
+        self.net, self.config = net, config
+        self.root = build_root(root)
+        self.folder = Path(folder) if folder is not None else self.root / config.folder_name()
+        if self.folder.exists() and not self.folder.is_dir():
+            raise InputError(f"build folder {str(self.folder)!r} exists and is not a "
+                             f"directory")
+        self._depth = 0
+        self._lock_file = None
+        self._cache = {}
+
+    @classmethod
+    def of(cls, net, folding=None, *, root=None, folder=None, **config):
+        """The build of ``net`` at ``folding`` with the given configuration fields."""
+        return cls(net, BuildConfig.of(net, folding, **config), root=root, folder=folder)
+
+    # -- build.json -----------------------------------------------------------------------------
+
+    @property
+    def record_path(self):
+        return self.folder / "build.json"
+
+    def record(self):
+        """The folder's ``build.json`` (an empty record when there is none or it is corrupt)."""
+        try:
+            data = json.loads(self.record_path.read_text())
+            if isinstance(data, dict) and data.get("format") == BUILD_FORMAT and \
+                    data.get("version") == BUILD_VERSION and isinstance(data.get("steps"), dict):
+                return data
+        except (OSError, ValueError):
+            pass
+        return {"format": BUILD_FORMAT, "version": BUILD_VERSION, "steps": {}}
+
+    def _save(self, record):
+        record["config"] = self.config.to_json()
+        record["folder"] = self.folder.name
+        write_json(self.record_path, record)
+
+    @contextmanager
+    def locked(self):
+        """Hold the folder's lock (re-entrant within this object)."""
+        if self._depth == 0:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._lock_file = open(self.folder / ".lock", "w")
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+                self._lock_file.close()
+                self._lock_file = None
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    def path(self, *parts):
+        """A path inside the build folder."""
+        return self.folder.joinpath(*parts)
+
+    def run(self, name, **params):
+        """Run step ``name`` (and the steps it needs) unless its outputs are current.
+
+        Returns
+        -------
+        dict
+            The step's record: ``key``, ``inputs``, ``outputs`` (paths relative to the
+            folder), ``metrics``, ``seconds``, ``skipped`` (True when it was current).
+        """
+        from .steps import STEPS
+        if name not in STEPS:
+            raise InputError(f"unknown build step {name!r} (steps: {', '.join(STEPS)})")
+        step = STEPS[name]
+        unknown = sorted(set(params) - set(step.defaults(self.config)))
+        if unknown:
+            raise InputError(f"build step {name!r} takes no parameter {unknown[0]!r}")
+        params = {**step.defaults(self.config), **params}
+        with self.locked():
+            upstream = {dep: self.run(dep, **step.upstream_params(dep, params))["key"]
+                        for dep in step.requires}
+            record_name = step.record_name(params)
+            memo = self._cache.get(record_name)
+            inputs = {"config": self.config.to_json() if step.uses_simulator
+                      else self.config.identity(),
+                      "params": step.key_params(params),
+                      "sources": source_digest(step.sources),
+                      "tools": step.tool_versions(params),
+                      "upstream": upstream,
+                      "extra": step.extra_key(self)}
+            key = digest(inputs, 32)
+            if memo is not None and memo["key"] == key and all(
+                    self.path(p).exists() for p in memo["outputs"]):
+                return dict(memo, skipped=True)
+            record = self.record()
+            old = record["steps"].get(record_name)
+            if old and old.get("key") == key and all(
+                    self.path(p).exists() for p in old.get("outputs", [])):
+                result = dict(old, skipped=True)
+                self._cache[record_name] = result
+                return result
+            start = time.monotonic()
+            out = step.run(self, **params) or {}
+            result = {"step": name, "key": key, "inputs": inputs,
+                      "outputs": [str(p) for p in out.get("outputs", [])],
+                      "metrics": out.get("metrics", {}),
+                      "seconds": round(time.monotonic() - start, 3),
+                      "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            record = self.record()          # re-read: a step may have added its own entries
+            record["steps"][record_name] = result
+            self._save(record)
+            result = dict(result, skipped=False)
+            self._cache[record_name] = result
+            return result
+
+    def run_steps(self, names, **params):
+        """Run ``names`` in order; ``{name: record}``."""
+        return {name: self.run(name, **params) for name in names}
