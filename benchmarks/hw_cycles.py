@@ -22,7 +22,6 @@ Writes ``build/hw_cycles/results.json`` and the "Hardware" section of BENCHMARKS
 """
 
 import argparse
-import gzip
 import json
 import platform
 import sys
@@ -35,13 +34,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bnnhw  # noqa: E402
 from bnnhw import golden  # noqa: E402
-from bnnhw.gen import generate  # noqa: E402
-from bnnhw.gen.cocotb_run import run_testbench  # noqa: E402
+from bnnhw.flow import Build, build_root  # noqa: E402
+from bnnhw.flow.steps import simulation_results  # noqa: E402
+from bnnhw.model.datasets import load_mnist  # noqa: E402
 from bnnhw.plan.folding import auto_folding, load_folding  # noqa: E402
-from report import ROOT, SHARED_DATA, markdown_table, update_section  # noqa: E402
+from report import SHARED_DATA, markdown_table, update_section  # noqa: E402
 
-OUT = ROOT / "build" / "hw_cycles"
 COMMAND = ".venv/bin/python benchmarks/hw_cycles.py"
+#: The measured figures (the builds themselves live in the build flow's folders).
+OUT = build_root() / "benchmarks" / "hw_cycles"
 CLOCK_HZ = 100e6
 FINN = {
     "lfc": {"file": "lfcW1A1_mnist.npz", "lut": 28360, "images_per_second": 356633},
@@ -52,9 +53,8 @@ CLEAN = [{"name": "clean", "valid_prob": 1.0, "ready_prob": 1.0}]
 
 
 def mnist(count):
-    with gzip.open(SHARED_DATA / "mnist" / "t10k-images-idx3-ubyte.gz", "rb") as f:
-        raw = f.read()
-    return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)[:count].copy()
+    images, _ = load_mnist(SHARED_DATA / "mnist")
+    return images[:count].copy()
 
 
 def cifar(count):
@@ -67,19 +67,21 @@ def cifar(count):
 def measure(key, fold_name, folding, images, opt):
     net = bnnhw.load_model(SHARED_DATA / "bnn-pynq" / FINN[key]["file"])
     x = mnist(images) if key == "lfc" else cifar(images)
-    gen_dir = OUT / f"{key}-{fold_name}" / "core"
-    t = time.monotonic()
     # Probes: a frame-end pulse per stage (beat counters beside the streams; they do not
     # touch any handshake, so the cycles are those of the core without them).
-    manifest = generate(net, gen_dir, folding=folding, inputs=x, probes=True)
-    gen_seconds = time.monotonic() - t
-    r = run_testbench(gen_dir, simulator="verilator", phases=CLEAN, verilator_opt=opt,
-                      build_dir=OUT / f"{key}-{fold_name}" / "sim-verilator")
-    if not r["passed"]:
-        raise SystemExit(f"{key} {fold_name}: simulation failed: {r['errors'][:3]}")
-    clean = r["phases"][0]
-    if clean["scores"] != golden.forward(net, x).tolist():
+    build = Build.of(net, folding, probes=True, simulator="verilator")
+    t = time.monotonic()
+    generated = build.run("generate")
+    gen_seconds = 0.0 if generated["skipped"] else time.monotonic() - t
+    manifest = json.loads(build.path("core", "manifest.json").read_text())
+    scores, stats = simulation_results(build, build.run("simulate", inputs=x,
+                                                        verilator_opt=opt))
+    if not np.array_equal(scores, golden.forward(net, x)):
         raise SystemExit(f"{key} {fold_name}: scores differ from the golden model")
+    r = {"build": {"seconds": stats["build_seconds"]}, "run_seconds": stats["sim_seconds"],
+         "sim_cycles": stats["sim_cycles"]}
+    clean = {"intervals": stats["intervals"], "latency": [stats["latency_cycles"]],
+             "first_in": stats["first_in"], "stage_frame_ends": stats["stage_frame_ends"]}
     core = manifest["core"]
     return {
         "model": key, "folding_name": fold_name, "folding": manifest["folding"],

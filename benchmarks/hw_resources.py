@@ -37,6 +37,7 @@ import bnnhw  # noqa: E402
 from bnnhw.errors import ToolError  # noqa: E402
 from bnnhw.gen import resources  # noqa: E402
 from bnnhw.gen.verilog import to_rtlil  # noqa: E402
+from bnnhw.flow import build_root  # noqa: E402
 from bnnhw.plan.folding import auto_folding, load_folding  # noqa: E402
 from bnnhw.hw.mvtu import MVTU  # noqa: E402
 from bnnhw.hw.network import NetworkCore  # noqa: E402
@@ -46,7 +47,7 @@ from report import ROOT, SHARED_DATA, markdown_table, update_section  # noqa: E4
 # Cores are built for their stage list and describe(), not elaborated as a whole.
 warnings.filterwarnings("ignore", message=".*created but never used")
 
-OUT = ROOT / "build" / "hw_resources"
+OUT = build_root() / "benchmarks" / "hw_resources"
 CACHE = OUT / "cache"
 RESULTS = OUT / "results.json"
 COMMAND = ".venv/bin/python benchmarks/hw_resources.py"

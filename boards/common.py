@@ -16,8 +16,6 @@ Fmax and utilisation from nextpnr's ``--report``.
 """
 
 import json
-import os
-import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -27,14 +25,15 @@ from amaranth.lib import fifo, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
+from bnnhw.plan.params import check_int
+
 __all__ = ["UartRx", "UartTx", "StreamBridge", "UartNetwork", "build", "DEFAULT_MODEL"]
 
 DEFAULT_MODEL = Path(str(resources.files("bnnhw.examples") / "digits_bnn.npz"))
 
 
 def _check_divisor(divisor):
-    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 2:
-        raise ValueError(f"UART divisor must be an integer of at least 2, not {divisor!r}")
+    check_int("UART divisor", divisor, 2)
 
 
 class UartRx(wiring.Component):

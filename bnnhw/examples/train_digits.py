@@ -61,7 +61,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import golden
-from ..errors import InputError, ToolError
+from ..errors import InputError
 from ..model import (BinaryConv2d, BinaryDense, Clip, FixedPointQuantizer, MaxPool,
                      MultibitConv2d, Network, Output, Threshold, fold_batchnorm, save_model)
 from ..model.datasets import DIGITS_SPLIT, digits_bytes, digits_split
@@ -232,7 +232,6 @@ class FloatBNN:
         w = {k: self.binary_weights(k) for k in self.weights}
         x = np.moveaxis(np.asarray(codes, np.float64), 1, -1)      # NHWC
         n = x.shape[0]
-        cache = {}
         cols0, sh0 = _im2col(x, 1, PAD_CODE)
         y0 = (cols0 @ w["conv0"].reshape(c0, -1).T).reshape(*sh0, c0)
         a0 = self.bn["thr0"].forward(y0, train)

@@ -189,6 +189,7 @@ def _simulate(build, *, simulator=None, inputs=None, stress=False, seed=0,
         "sim_seconds": results["run_seconds"],
         "build_seconds": results["build"]["seconds"],
         "stage_frame_ends": clean.get("stage_frame_ends"),
+        "first_in": clean.get("first_in"),
         "generated": str(gen_dir),
     }
     run_dir = build.path("sim", simulator, "runs", _sim_variant(

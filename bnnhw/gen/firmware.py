@@ -18,7 +18,6 @@ What the generator decides (the C side only executes it):
 """
 
 import os
-import shutil
 import struct
 import subprocess
 import tempfile

@@ -16,13 +16,14 @@ comes from one of these functions:
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, stream
 
+from ..plan.params import check_int
+
 __all__ = ["pixel_shape", "chunk_shape", "ScoreLayout", "pixel_signature", "chunk_signature",
            "score_signature", "to_shape", "from_plan"]
 
 
 def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise TypeError(f"{name} must be a positive integer, not {value!r}")
+    check_int(name, value, 1)
 
 
 def pixel_shape(channels, bits=1):

@@ -10,6 +10,8 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..plan.params import check_int
+
 __all__ = ["ThresholdUnit", "ClipUnit", "ScoreUnit"]
 
 
@@ -35,9 +37,7 @@ class ThresholdUnit(wiring.Component):
     """
 
     def __init__(self, *, lanes, value_shape, compare_shape):
-        if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
-            raise TypeError(f"Lane count must be a positive integer, not {lanes!r}")
-        self.lanes = lanes
+        self.lanes = check_int("Lane count", lanes, 1)
         super().__init__({
             "value": In(data.ArrayLayout(value_shape, lanes)),
             "compare": In(data.ArrayLayout(compare_shape, lanes)),
@@ -72,11 +72,7 @@ class ClipUnit(wiring.Component):
     """
 
     def __init__(self, *, in_shape, bits):
-        if isinstance(bits, bool) or not isinstance(bits, int):
-            raise TypeError(f"Clip width must be an integer, not {bits!r}")
-        if bits < 2:
-            raise ValueError(f"Clip width must be at least 2, not {bits}")
-        self.bits = bits
+        self.bits = check_int("Clip width", bits, 2)
         self.limit = (1 << (bits - 1)) - 1
         super().__init__({"i": In(in_shape), "o": Out(signed(bits))})
 

@@ -10,8 +10,7 @@ layer that follows a feature map flattens it in **HWC order** (channels innermos
 in which pixels stream through hardware and firmware (see :mod:`bnnhw.model.packing`).
 """
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -22,7 +22,7 @@ def test_shapes():
 
 
 def test_validation():
-    with pytest.raises(TypeError, match=r"^Channel count must be a positive integer, not 0$"):
+    with pytest.raises(ValueError, match=r"^Channel count must be at least 1, not 0$"):
         pixel_shape(0)
-    with pytest.raises(TypeError, match=r"^Score width must be a positive integer, not 1.5$"):
+    with pytest.raises(TypeError, match=r"^Score width must be an integer, not 1.5$"):
         ScoreLayout(1.5)

@@ -15,7 +15,6 @@ import zlib
 import numpy as np
 import pytest
 from amaranth.hdl import UnusedElaboratable
-from amaranth.sim import Simulator
 
 from support.data import shared_file
 from support.streams import compare_beats, run_stream
