@@ -909,6 +909,42 @@ class MVTUPlan(StagePlan):
         _set(self, "_weight_rows", cached)
         return cached
 
+    # -- software model -------------------------------------------------------------------
+
+    def reference(self, vectors):
+        """Output beats (ints) for input vectors, computed from this plan's constants.
+
+        Parameters
+        ----------
+        vectors : array_like, ``[N, K]``
+            Element values in this unit's vector order (``input_order``): bits 0 / 1 of a
+            binary layer, signed codes of a multi-bit one.
+
+        Returns
+        -------
+        list of int
+            One ``o_stream`` payload per vector: bit ``o`` = output channel ``o``
+            (``output="bits"``), or the scores as ``score_width``-bit two's-complement fields.
+        """
+        x = np.asarray(vectors, dtype=np.int64)
+        w = conv_weight_rows(self.layer.weight, self.input_order).astype(np.int64)
+        if self.multibit:
+            a = x @ w.T
+        else:
+            a = (2 * x - 1) @ w.T                                   # y = 2P - K
+            a = np.minimum((a + self.fan_in) // 2, (1 << self._acc_bits) - 1)   # P
+        compare, neg = self.compare[None, :], self.negate[None, :]
+        if self.output == "bits":
+            bits = (a >= compare) ^ neg
+            return pack_fields(bits.astype(np.int64), 1)
+        from .tables import value_of
+        if self.rule == "popcount":
+            scores = a
+        else:
+            v = value_of(self.layer, a, self.clip)
+            scores = np.where(neg, compare - v, v - compare) if self.rule == "margin" else v
+        return pack_fields(scores, self.score_width)
+
     # -- figures --------------------------------------------------------------------------
 
     @property
