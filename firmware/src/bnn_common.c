@@ -255,7 +255,7 @@ size_t bnn_mbconv_size(const bnn_conv_shape *s)
     size_t k = (size_t)s->kh * s->kw * s->c, kp = (k + 15) & ~(size_t)15;
     size_t ocp = ((size_t)s->oc + 15) & ~(size_t)15;
     return align16(sizeof(bnn_mbconv)) + align16((size_t)s->oc * kp) + align16(ocp * 4) +
-           align16(k * ocp);
+           align16(k * ocp) + align16(kp * ocp) + align16(ocp * 4);
 }
 
 int bnn_mbconv_prepare(const bnn_conv_shape *s, const int8_t *w, const int32_t *thr,
@@ -296,7 +296,13 @@ int bnn_mbconv_prepare(const bnn_conv_shape *s, const int8_t *w, const int32_t *
     l->t = (int32_t *)p;
     p += align16((size_t)l->ocp * 4);
     l->wt = (int8_t *)p;
+    p += align16((size_t)l->k * l->ocp);
+    l->w4 = (int8_t *)p;
+    p += align16((size_t)l->kp * l->ocp);
+    l->wofs = (int32_t *)p;
     memset(l->wt, 0, (size_t)l->k * l->ocp);
+    memset(l->w4, 0, (size_t)l->kp * l->ocp);
+    memset(l->wofs, 0, (size_t)l->ocp * 4);
     memset(l->t, 0, (size_t)l->ocp * 4);
     for (o = 0; o < s->oc; o++) {
         int negate = (mode == BNN_OUT_BITS && neg[o]);
@@ -307,9 +313,13 @@ int bnn_mbconv_prepare(const bnn_conv_shape *s, const int8_t *w, const int32_t *
             for (x = 0; x < s->kw; x++)
                 for (i = 0; i < s->c; i++) {
                     int8_t v = w[(((size_t)o * s->c + i) * s->kh + y) * s->kw + x] > 0 ? 1 : -1;
-                    row[(y * s->kw + x) * s->c + i] = (int8_t)(negate ? -v : v);
-                    l->wt[(size_t)((y * s->kw + x) * s->c + i) * l->ocp + o] =
-                        (int8_t)(negate ? -v : v);
+                    int kk = (y * s->kw + x) * s->c + i;
+                    if (negate)
+                        v = (int8_t)-v;
+                    row[kk] = v;
+                    l->wt[(size_t)kk * l->ocp + o] = v;
+                    l->w4[((size_t)(kk >> 2) * l->ocp + o) * 4 + (kk & 3)] = v;
+                    l->wofs[o] += 128 * v;
                 }
         if (mode == BNN_OUT_BITS) {
             /* y <= T <=> -y >= -T; clamp so that -T cannot overflow */

@@ -3,6 +3,8 @@
 #define BNN_INTERNAL_H
 #include "bnn.h"
 
+#include <stddef.h>
+
 /* The padded copy of a packed map (or the input itself when pad = 0). */
 const uint64_t *bnn__pad_bits(const bnn_bconv *l, const uint64_t *in, uint64_t *buf);
 const int8_t *bnn__pad_codes(const bnn_mbconv *l, const int8_t *in, int8_t *buf);
@@ -25,6 +27,33 @@ static inline int bnn__popcount64(uint64_t x)
     x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
     x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
     return (int)((x * 0x0101010101010101ULL) >> 56);
+/* x86 multi-bit kernels: the window of output pixel (oy, ox) as bytes q + 128 (q XOR 0x80),
+ * [ky][kx][c], padded positions = the pad code. */
+static inline void bnn__mb_window_u8(const bnn_mbconv *l, const int8_t *in, int oy, int ox,
+                                     uint8_t *win)
+{
+    const int c = l->s.c, rw = l->s.kw * c, iy0 = oy * l->s.stride - l->s.pad;
+    const int ix0 = ox * l->s.stride - l->s.pad;
+    const uint8_t padc = (uint8_t)((uint8_t)(int8_t)l->s.pad_value ^ 0x80);
+    int ky, j;
+    for (ky = 0; ky < l->s.kh; ky++) {
+        const int iy = iy0 + ky;
+        uint8_t *dst = win + ky * rw;
+        if (iy >= 0 && iy < l->s.h && ix0 >= 0 && ix0 + l->s.kw <= l->s.w) {
+            const uint8_t *row = (const uint8_t *)in + ((size_t)iy * l->s.w + ix0) * c;
+            for (j = 0; j < rw; j++)
+                dst[j] = (uint8_t)(row[j] ^ 0x80);
+        } else {
+            for (j = 0; j < rw; j++) {
+                int ix = ix0 + j / c;
+                dst[j] = (iy >= 0 && iy < l->s.h && ix >= 0 && ix < l->s.w)
+                             ? (uint8_t)(((const uint8_t *)in)[((size_t)iy * l->s.w + ix) * c +
+                                                               j % c] ^ 0x80)
+                             : padc;
+            }
+        }
+    }
+}
 #endif
 }
 
@@ -32,5 +61,56 @@ static inline int bnn__popcount64(uint64_t x)
 static inline void *bnn__align16(void *p)
 {
     return (void *)(((uintptr_t)p + 15) & ~(uintptr_t)15);
+}
+
+/* x86 kernels' start of a binary convolution: the padded input (or the input itself), its row
+ * stride in words, and in *off the word offset of each window word j = ky * kw * cw + t from
+ * the window's first word (in the scratch after the padded copy: bnn_bconv_scratch has room). */
+static inline const uint64_t *bnn__bconv_setup(const bnn_bconv *l, const uint64_t *in,
+                                               void *scratch, size_t *row_stride,
+                                               const ptrdiff_t **off)
+{
+    const int hp = l->s.h + 2 * l->s.pad, wp = l->s.w + 2 * l->s.pad, rw = l->s.kw * l->cw;
+    unsigned char *base = (unsigned char *)bnn__align16(scratch);
+    const uint64_t *src = bnn__pad_bits(l, in, (uint64_t *)base);
+    ptrdiff_t *o;
+    int ky, t;
+    if (l->s.pad)
+        base += (size_t)hp * wp * l->cw * 8;
+    o = (ptrdiff_t *)bnn__align16(base);
+    *row_stride = (size_t)wp * l->cw;
+    for (ky = 0; ky < l->s.kh; ky++)
+        for (t = 0; t < rw; t++)
+            o[ky * rw + t] = (ptrdiff_t)(ky * *row_stride + t);
+    *off = o;
+    return src;
+}
+
+/* x86 multi-bit kernels: the window of output pixel (oy, ox) as bytes q + 128 (q XOR 0x80),
+ * [ky][kx][c], padded positions = the pad code. */
+static inline void bnn__mb_window_u8(const bnn_mbconv *l, const int8_t *in, int oy, int ox,
+                                     uint8_t *win)
+{
+    const int c = l->s.c, rw = l->s.kw * c, iy0 = oy * l->s.stride - l->s.pad;
+    const int ix0 = ox * l->s.stride - l->s.pad;
+    const uint8_t padc = (uint8_t)((uint8_t)(int8_t)l->s.pad_value ^ 0x80);
+    int ky, j;
+    for (ky = 0; ky < l->s.kh; ky++) {
+        const int iy = iy0 + ky;
+        uint8_t *dst = win + ky * rw;
+        if (iy >= 0 && iy < l->s.h && ix0 >= 0 && ix0 + l->s.kw <= l->s.w) {
+            const uint8_t *row = (const uint8_t *)in + ((size_t)iy * l->s.w + ix0) * c;
+            for (j = 0; j < rw; j++)
+                dst[j] = (uint8_t)(row[j] ^ 0x80);
+        } else {
+            for (j = 0; j < rw; j++) {
+                int ix = ix0 + j / c;
+                dst[j] = (iy >= 0 && iy < l->s.h && ix >= 0 && ix < l->s.w)
+                             ? (uint8_t)(((const uint8_t *)in)[((size_t)iy * l->s.w + ix) * c +
+                                                               j % c] ^ 0x80)
+                             : padc;
+            }
+        }
+    }
 }
 #endif
