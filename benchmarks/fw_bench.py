@@ -89,6 +89,17 @@ def host_ns(binary, args, repeats):
     return float(re.search(r"ns_median ([0-9.]+)", out).group(1))
 
 
+#: the x86 kernel paths of a host SIMD build, in the order of the tables
+X86_PATHS = {"avx2": "AVX2 (vpshufb nibble popcount)",
+             "avx512bw": "AVX-512 BW (vpshufb nibble popcount)",
+             "avx512vpopcnt": "AVX-512 VPOPCNTDQ (vpopcntq)"}
+
+
+def bench_kernels(binary):
+    """The kernel paths a host bench binary runs on this CPU (bnn_bench -l), best first."""
+    return sh([str(binary), "-l"]).stdout.split()
+
+
 def bench_output(binary, args, emulator=None):
     with tempfile.NamedTemporaryFile(suffix=".bin") as f:
         sh(([emulator] if emulator else []) + [str(binary), "-r", "1", "-o", f.name,
@@ -293,6 +304,10 @@ def main():
                                        "-DBNN_ABLATION -DBNN_ACC32"),
         "host_native": make_bench(build, "host_native", "host", "scalar", "-march=native"),
     }
+    host_paths = [k for k in X86_PATHS if k in bench_kernels(b["host_simde"])]
+    best = bench_kernels(b["host_simde"])[0]
+    print(f"fw_bench: host kernel paths {', '.join(host_paths) or 'none'}; default {best}",
+          flush=True)
     lines = []
 
     # -- the reference layer ----------------------------------------------------------------
@@ -338,38 +353,68 @@ def main():
     lines.append(markdown_table(["CPU model", "cycles / block", "instructions / block",
                                  "clock (assumed)", "layer estimate"], rows))
 
-    # host time
+    # host time: every path, then LCE, in the same run
     t_scalar = host_ns(b["host_scalar"], ["-k", "scalar", "bconv", *ref_bits], R)
-    t_simde = host_ns(b["host_simde"], ["bconv", *ref_bits], R)
+    t_simde = host_ns(b["host_simde"], ["-k", "neon", "bconv", *ref_bits], R)
     t_native = host_ns(b["host_native"], ["-k", "scalar", "bconv", *ref_bits], R)
-    rows = [["bnnhw scalar twin (gcc -O3, x86-64 baseline)", fmt_t(t_scalar), "1.00"],
+    t_x86 = {k: host_ns(b["host_simde"], ["-k", k, "bconv", *ref_bits], R) for k in host_paths}
+    t_best_pack = host_ns(b["host_simde"], ["-k", best, "-p", "bconv", *ref_bits], R) \
+        if best in X86_PATHS else None
+    # bit-exact: every host path's output equals the scalar twin's
+    ref_out = bench_output(b["host_scalar"], ["-k", "scalar", "bconv", *ref_bits])
+    exact = {k: bench_output(b["host_simde"], ["-k", k, "bconv", *ref_bits]) == ref_out
+             for k in ["neon", *host_paths]}
+    lce = run_lce(lce_python, build, R) if lce_python else None
+    lce_best = min((r["ns_median"] for r in lce["runs"]), default=None) if lce else None
+
+    def vs_lce(ns):
+        return f"{lce_best / ns:.2f}" if lce_best else "-"
+    rows = [["bnnhw scalar twin (gcc -O3, x86-64 baseline)", fmt_t(t_scalar), "1.00",
+             vs_lce(t_scalar), "reference"],
             ["bnnhw NEON intrinsics through SIMDe (x86-64 baseline)", fmt_t(t_simde),
-             f"{t_scalar / t_simde:.2f}"],
+             f"{t_scalar / t_simde:.2f}", vs_lce(t_simde), "yes" if exact["neon"] else "**NO**"],
             ["bnnhw scalar twin with -march=native (hardware popcnt, AVX2 autovectorisation)",
-             fmt_t(t_native), f"{t_scalar / t_native:.2f}"]]
+             fmt_t(t_native), f"{t_scalar / t_native:.2f}", vs_lce(t_native), ""]]
+    for k in host_paths:
+        rows.append([f"**bnnhw {X86_PATHS[k]}**, `-k {k}`" + (" (the default here)"
+                                                               if k == best else ""),
+                     fmt_t(t_x86[k]), f"{t_scalar / t_x86[k]:.2f}", vs_lce(t_x86[k]),
+                     "yes" if exact[k] else "**NO**"])
+    if t_best_pack:
+        rows.append([f"bnnhw {best}, + packing the input from bytes (AVX2 movemask)",
+                     fmt_t(t_best_pack), f"{t_scalar / t_best_pack:.2f}", vs_lce(t_best_pack),
+                     ""])
     lce_note = ("Larq Compute Engine: not measured in this run (`--lce-venv PATH`, see "
                 "benchmarks/lce_bench.py).")
-    if lce_python:
-        lce = run_lce(lce_python, build, R)
+    if lce:
         for run in lce["runs"]:
             rows.append([f"Larq Compute Engine {lce['versions']['larq-compute-engine']} "
                          f"interpreter, 1 thread: {run['name']}", fmt_t(run["ns_median"]),
-                         f"{t_scalar / run['ns_median']:.2f}"])
-        exact = all(r["exact"] for r in lce["runs"])
+                         f"{t_scalar / run['ns_median']:.2f}", vs_lce(run["ns_median"]),
+                         "yes" if run["exact"] else "**NO**"])
+        exact_lce = all(r["exact"] for r in lce["runs"])
         lce_note = (f"Larq Compute Engine {lce['versions']['larq-compute-engine']} (x86-64 "
                     f"wheel: portable C++ kernels, no ARM assembly; TensorFlow "
                     f"{lce['versions']['tensorflow']} for the conversion, in a separate "
                     "environment), same run: the same layer converted from larq with random "
                     "weights, times of Interpreter.predict (including its packing of the float "
-                    "+-1 input and the Python call; bnnhw's rows take packed bits). Its outputs "
-                    "(float y, and bits thresholded at integer batch-norm means) equal the NumPy "
-                    "reference: " + ("yes, all exact." if exact else "**NO**: " + ", ".join(
+                    "+-1 input and the Python call; bnnhw's rows take packed bits, the "
+                    "'+ packing' row bytes). Its outputs (float y, and bits thresholded at "
+                    "integer batch-norm means) equal the NumPy reference: " +
+                    ("yes, all exact." if exact_lce else "**NO**: " + ", ".join(
                         f"{r['name']} {r['mismatches']} mismatches" for r in lce["runs"]
                         if not r["exact"])))
+        fastest = t_x86[best] if best in t_x86 else min(t_scalar, t_native)
+        goal = lce_best / fastest
+        lce_note += (f"\n\n**Goal (reference layer >= 3x faster than LCE's fastest x86 mode, "
+                     f"same run): {goal:.2f}x ({fmt_t(fastest)} vs {fmt_t(lce_best)}): "
+                     f"{'met' if goal >= 3 else '**not met**'}.**")
     lines.append(f"\n**Measured host time** ({cpu}; median of {R} calls, same run; load "
                  f"average {load} at the start: the machine is shared, so compare within a "
-                 "table, not across runs):\n")
-    lines.append(markdown_table(["build", "time per call", "speed-up vs scalar"], rows))
+                 "table, not across runs). 'Bit-exact': the output equals the scalar twin's, "
+                 "byte for byte (the tests compare every path with the golden model):\n")
+    lines.append(markdown_table(["build / kernel path", "time per call", "speed-up vs scalar",
+                                 "speed-up vs LCE's fastest", "bit-exact"], rows))
     lines.append("\n" + lce_note)
 
     # -- ablation (paper 1) ---------------------------------------------------------------------
@@ -385,11 +430,11 @@ def main():
     fbn = insns.per_call(b["a64"], ["-f", "bconv", *ref_bits])
     i8 = insns.per_call(b["a64"], ["bconv", *REF, "1"])
     i32 = insns.per_call(b["a64"], ["bconv", *REF, "2"])
-    h_acc16 = host_ns(b["host_simde"], ["bconv", *ref_bits], R)
-    h_acc32 = host_ns(b["host_simde_acc32"], ["bconv", *ref_bits], R)
+    h_acc16 = host_ns(b["host_simde"], ["-k", "neon", "bconv", *ref_bits], R)
+    h_acc32 = host_ns(b["host_simde_acc32"], ["-k", "neon", "bconv", *ref_bits], R)
     h_fbn = host_ns(b["host_simde"], ["-f", "bconv", *ref_bits], R)
-    h_i8 = host_ns(b["host_simde"], ["bconv", *REF, "1"], R)
-    h_i32 = host_ns(b["host_simde"], ["bconv", *REF, "2"], R)
+    h_i8 = host_ns(b["host_simde"], ["-k", "neon", "bconv", *REF, "1"], R)
+    h_i32 = host_ns(b["host_simde"], ["-k", "neon", "bconv", *REF, "2"], R)
     same = lambda a, c: "yes" if a == c else "NO"  # noqa: E731
     rows = [
         ["accumulators", "16-bit lanes (vcnt + vpadal.u8), intrinsics", fmt_m(a64_intr),
@@ -414,23 +459,26 @@ def main():
                                  "host time (SIMDe)", "bit-exact"], rows))
 
     # -- per layer and whole networks ---------------------------------------------------------
+    # host columns: (title, bench binary, kernel path, runner build)
+    host_cols = [("host scalar", b["host_scalar"], "scalar", "scalar"),
+                 ("host NEON (SIMDe)", b["host_simde"], "neon", "neon"),
+                 ("host native", b["host_native"], "scalar", "native")]
+    host_cols += [(f"host {k}", b["host_simde"], k, "neon") for k in host_paths]
     for model in ("cnvW1A1_cifar10", "lfcW1A1_mnist"):
         net = bnnhw.load_model(SHARED_DATA / "bnn-pynq" / f"{model}.npz")
         rows, est_rows = [], []
-        tot = [0, 0.0, 0.0, 0.0]
+        tot = [0] + [0.0] * len(host_cols)
         est_tot = dict.fromkeys(CLOCKS, 0.0)
         for block in net.blocks():
             info = block.compute
             la = [str(a) for a in layer_args(info)]
-            n = insns.per_call(b["a64"], la)
-            ts = host_ns(b["host_scalar"], ["-k", "scalar", *la], R)
-            tn = host_ns(b["host_simde"], la, R)
-            tv = host_ns(b["host_native"], ["-k", "scalar", *la], R)
-            for i, v in enumerate((n, ts, tn, tv)):
+            vals = [insns.per_call(b["a64"], la)]
+            vals += [host_ns(binary, ["-k", kern, *la], R) for _, binary, kern, _ in host_cols]
+            for i, v in enumerate(vals):
                 tot[i] += v
             shape = "x".join(map(str, info.input_shape))
             rows.append([info.name, info.kind, shape, f"{info.operations / 1e6:.2f} M",
-                         fmt_m(n), fmt_t(ts), fmt_t(tn), fmt_t(tv)])
+                         fmt_m(vals[0]), *map(fmt_t, vals[1:])])
             est = [info.name]
             for core, clock in CLOCKS.items():
                 cyc, what = mca_layer(mcas, info, core)
@@ -438,7 +486,7 @@ def main():
                 est.append(f"{cyc:,.0f} = {fmt_t(cyc / clock * 1e9)}")
             est_rows.append([*est[:1], what, *est[1:]])
         rows.append(["sum of layers", "", "", f"{net.total_operations / 1e6:.2f} M",
-                     fmt_m(tot[0]), fmt_t(tot[1]), fmt_t(tot[2]), fmt_t(tot[3])])
+                     fmt_m(tot[0]), *map(fmt_t, tot[1:])])
         est_rows.append(["sum of layers", "", *[
             f"{c:,.0f} = {fmt_t(c / CLOCKS[core] * 1e9)}" for core, c in est_tot.items()]])
         # whole network through the generated runner
@@ -446,10 +494,10 @@ def main():
             tmp = Path(tmp)
             root = build / "nets"
             r_a64 = fw.generate(net, root / model, target="aarch64")
-            r_s = fw.generate(net, root / model, target="host", impl="scalar")
-            r_n = fw.generate(net, root / model, target="host", impl="neon")
-            r_v = fw.generate(net, root / model, target="host", impl="scalar",
-                              extra_cflags="-march=native")
+            runners = {"scalar": fw.generate(net, root / model, target="host", impl="scalar"),
+                       "neon": fw.generate(net, root / model, target="host", impl="neon"),
+                       "native": fw.generate(net, root / model, target="host", impl="scalar",
+                                             extra_cflags="-march=native")}
             x = np.random.default_rng(0).integers(0, 256, (2, *net.input_shape), dtype=np.uint8)
             fw.write_input(net, x[:1], tmp / "one.bin")
             fw.write_input(net, x, tmp / "two.bin")
@@ -464,19 +512,24 @@ def main():
                 err = sh([str(runner), "-k", kernel, "-r", str(R), tmp / "b.bin",
                           tmp / "s.bin"]).stderr
                 return float(re.search(r"time_per_image_ns_median ([0-9.]+)", err).group(1))
-            ws, wn, wv = runner_ns(r_s, "scalar"), runner_ns(r_n, "neon"), \
-                runner_ns(r_v, "scalar")
+            whole = [runner_ns(runners[build_], kern) for _, _, kern, build_ in host_cols]
         rows.append(["**whole network** (runner, per image)", "", "", "", fmt_m(per_image),
-                     fmt_t(ws), fmt_t(wn), fmt_t(wv)])
+                     *map(fmt_t, whole)])
         lines.append(f"\n### {model}: per layer and whole network\n")
         lines.append("Per layer: the compute kernel with its threshold and output packing (pool, "
                      "input quantisation and flatten are only in the whole-network row). "
                      "Instructions: AArch64 under qemu-insn; times: measured on the host, "
                      f"median of {R} (whole network: median over {R} passes of a batch, per "
-                     "image).\n")
+                     "image, one core); host avx2 / avx512bw / avx512vpopcnt: the x86 kernel "
+                     "paths of the default (SIMD) build, forced with -k.\n")
         lines.append(markdown_table(
-            ["layer", "kind", "input", "MACs", "AArch64 instructions", "host scalar",
-             "host NEON (SIMDe)", "host native"], rows))
+            ["layer", "kind", "input", "MACs", "AArch64 instructions",
+             *[c[0] for c in host_cols]], rows))
+        if model.startswith("cnv") and best in host_paths:
+            t = whole[[c[2] for c in host_cols].index(best)]
+            lines.append(f"\n**Goal (whole CNV per image on one x86 core <= 0.5 ms)**: "
+                         f"{fmt_t(t)} with {best}, the default path here: "
+                         f"{'met' if t <= 0.5e6 else '**not met**'}.\n")
         lines.append(f"\n**Model estimate per layer** ({mca_name}): the layer's inner block "
                      "(one output pixel x 16 channels, or x 64 for the multi-bit first layer; "
                      "window loads, XOR-popcount or multiply-accumulate steps, thresholds, "

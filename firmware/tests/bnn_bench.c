@@ -6,6 +6,7 @@
  *
  * -k: kernel path (auto = BNNHW_KERNEL or the fastest; scalar, neon, avx2, avx512bw,
  *     avx512vpopcnt); -f needs the NEON path;
+ * -l: print the kernel paths this build runs on this CPU (best first) and exit;
  * -c: count mode, for qemu-insn: REPEAT calls with no clock reads, no sorting, no printing, so
  *     that count(-r 1) - count(-r 0) is one call exactly (the printed median's formatting costs
  *     a value-dependent number of instructions, which would otherwise be counted with it);
@@ -96,6 +97,10 @@ int main(int argc, char **argv)
             outpath = argv[++i];
         else if (!strcmp(argv[i], "-c"))
             count_only = 1;
+        else if (!strcmp(argv[i], "-l")) {
+            printf("%s\n", bnn_kernel_list());
+            return 0;
+        }
         else if (!strcmp(argv[i], "-p"))
             B.pack = 1;
         else if (!strcmp(argv[i], "-f"))
