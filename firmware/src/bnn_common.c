@@ -344,19 +344,26 @@ size_t bnn_mbconv_scratch(const bnn_mbconv *l)
 
 const uint64_t *bnn__pad_bits(const bnn_bconv *l, const uint64_t *in, uint64_t *buf)
 {
-    int hp = l->s.h + 2 * l->s.pad, wp = l->s.w + 2 * l->s.pad, cw = l->cw, y, x, j;
-    if (!l->s.pad)
+    const int pad = l->s.pad, h = l->s.h, w = l->s.w, cw = l->cw;
+    const int hp = h + 2 * pad, wp = w + 2 * pad;
+    int y, x, j;
+    if (!pad)
         return in;
-    for (y = 0; y < hp; y++)
-        for (x = 0; x < wp; x++) {
-            uint64_t *dst = buf + ((size_t)y * wp + x) * cw;
-            int iy = y - l->s.pad, ix = x - l->s.pad;
-            if (iy < 0 || iy >= l->s.h || ix < 0 || ix >= l->s.w)
-                for (j = 0; j < cw; j++)
-                    dst[j] = l->padpix[j];
-            else
-                memcpy(dst, in + ((size_t)iy * l->s.w + ix) * cw, (size_t)cw * 8);
+    /* the first padded row holds pad pixels only; the others copy it where they pad */
+    for (x = 0; x < wp; x++)
+        for (j = 0; j < cw; j++)
+            buf[(size_t)x * cw + j] = l->padpix[j];
+    for (y = 1; y < hp; y++) {
+        uint64_t *dst = buf + (size_t)y * wp * cw;
+        if (y < pad || y >= pad + h) {
+            memcpy(dst, buf, (size_t)wp * cw * 8);
+        } else {
+            /* whole input rows are contiguous: one copy per row, pad pixels either side */
+            memcpy(dst, buf, (size_t)pad * cw * 8);
+            memcpy(dst + (size_t)pad * cw, in + (size_t)(y - pad) * w * cw, (size_t)w * cw * 8);
+            memcpy(dst + (size_t)(pad + w) * cw, buf, (size_t)pad * cw * 8);
         }
+    }
     return buf;
 }
 

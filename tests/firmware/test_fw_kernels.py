@@ -132,6 +132,11 @@ BCONV_CASES = [
     (4032, 1, 1, 24, 1, 1, 1, 0, -1, INT32, 0, 0),  # dense, 63 words
     (448, 3, 5, 8, 3, 3, 1, 1, 1, INT8, 0, 100),    # 3x3, 63 words, one half of channels
     (64, 7, 9, 48, 3, 3, 1, 1, 1, BITS, 0, 0),      # 9 pixels per row: blocks of 4, then 1
+    # AArch64 2x2 blocks (3x3, C <= 64, stride 1, 64-channel blocks): odd last row and column,
+    # an even and an odd number of blocks per row, several channel blocks, padding channels
+    (64, 7, 9, 128, 3, 3, 1, 1, -1, BITS, 0, 0),
+    (50, 8, 12, 50, 3, 3, 1, 0, 1, BITS, 0, 0),
+    (64, 4, 4, 192, 3, 3, 1, 1, 1, BITS, 0, 0),
 ]
 
 
@@ -190,6 +195,7 @@ def test_binary_conv(harness, tmp_path, case):
 
 @pytest.mark.parametrize("config,extra", [
     ("aarch64", "-DBNN_NO_ASM"),        # intrinsics only (no inline-assembly 3x3 blocks)
+    ("aarch64", "-DBNN_NO_QUADS"),      # 3x3 in pixel pairs instead of 2x2 blocks
     ("aarch64", "-DBNN_ACC32"),         # ablation: 32-bit accumulators
     ("host-neon", "-DBNN_ACC32"),
     ("host-neon", "-DBNN_FORCE_V7"),    # ARMv7 code paths (pairwise adds) through SIMDe
@@ -199,7 +205,7 @@ def test_binary_conv_variants(fw_root, tmp_path, config, extra):
     from fw_helpers import build_harness
     harness = build_harness(config, fw_root / "variants", extra=extra)
     for case in (BCONV_CASES[0], BCONV_CASES[3], BCONV_CASES[7], BCONV_CASES[12],
-                 BCONV_CASES[14], BCONV_CASES[-1]):
+                 BCONV_CASES[14], BCONV_CASES[18], BCONV_CASES[-1]):
         bits, wt, t, neg, y = _bconv_data(case, 6)
         expected = _expected_bconv(case, y, t, neg)
         got = _run_bconv(harness, 1, case, bits, wt, t, neg, tmp_path)
@@ -340,6 +346,7 @@ def flip_one_bit(expected, seed):
 CORRUPTION_CASES = {
     "binary conv": lambda h, i, p: _bconv_pair(h, i, BCONV_CASES[0], p),
     "binary conv int8": lambda h, i, p: _bconv_pair(h, i, BCONV_CASES[12], p),
+    "binary conv 2x2 blocks": lambda h, i, p: _bconv_pair(h, i, BCONV_CASES[-3], p),
     "multibit conv": lambda h, i, p: mbconv_case(h, i, p, MBCONV_CASES[1], 1),
     "multibit conv int32": lambda h, i, p: mbconv_case(h, i, p, MBCONV_CASES[5], 1),
     "maxpool": lambda h, i, p: pool_case(h, i, p, 5, 5, 130, 2, 2),
