@@ -661,6 +661,22 @@ static void bconv_3x3_quads(const bnn_bconv *l, const uint64_t *in, void *out, v
 }
 #endif
 
+
+#if defined(BNN_MCA) && defined(BNN_ASM9)
+/* For llvm-mca only: one half (8 channels) of a 2x2 block of the 3x3 kernel with C <= 64: 9 x
+ * (one weight load, 4 pixels x 12 instructions), thresholds and mask packing. Straight-line. */
+void bnn_mca_quad_half(const uint64_t *w, const uint16_t *c1)
+{
+    const uint64_t *wp = w;
+    const uint16_t *cp = c1;
+    __asm__ volatile(BNN_Q_HALF_A "addp v28.16b, v25.16b, v26.16b\n\t"
+                     : [wp] "+r"(wp), [cp] "+r"(cp)
+                     :
+                     : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11",
+                       "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21",
+                       "v22", "v23", "v24", "v25", "v26", "v27", "v28", "memory");
+}
+#endif
 /* Bodies with a constant window shape: the compiler unrolls them completely, and a window of
  * up to 9 words stays in registers across all output-channel groups. */
 #define BNN_FIXED(KH, RW)                                                                     \
