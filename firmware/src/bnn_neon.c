@@ -241,18 +241,26 @@ static inline __attribute__((always_inline)) void pair_asm9(const uint8x16_t *xa
  * compared with c1 (cmhi), the 4 pixels' masks narrowed to bytes (uzp1), given their bit
  * weights and summed pairwise (addp) with the next half's; after 64 channels one table look-up
  * (tbl) puts each pixel's 8 bytes in channel order, stored as one word per pixel.
- * Registers: window v0-v15, weights v16-v19, accumulators v20-v23, temporaries v24-v26, bit
- * weights v27, the first half's partial masks v28. */
-#define BNN_Q_PIX(x, a, op)                                                                   \
-    "eor v24.16b, v16.16b, " x ".16b\n\teor v25.16b, v17.16b, " x ".16b\n\t"                  \
-    "cnt v24.16b, v24.16b\n\tcnt v25.16b, v25.16b\n\taddp v24.16b, v24.16b, v25.16b\n\t"      \
-    "eor v25.16b, v18.16b, " x ".16b\n\teor v26.16b, v19.16b, " x ".16b\n\t"                  \
-    "cnt v25.16b, v25.16b\n\tcnt v26.16b, v26.16b\n\taddp v25.16b, v25.16b, v26.16b\n\t"      \
-    "addp v24.16b, v24.16b, v25.16b\n\t" op " " a ".8h, v24.16b\n\t"
+ * Registers: window v0-v15, weights v16-v19, accumulators v20-v23, temporaries v24-v26 and
+ * v29-v31 (two pixels interleaved), bit weights v27, the first half's partial masks v28. */
+/* Two pixels (window words xa, xb; accumulators a, b) of one weight load, interleaved so that
+ * in-order cores find independent instructions (temporaries v24-v26 and v29-v31). */
+#define BNN_Q_PIX2(xa, xb, a, b, op)                                                          \
+    "eor v24.16b, v16.16b, " xa ".16b\n\teor v29.16b, v16.16b, " xb ".16b\n\t"                \
+    "eor v25.16b, v17.16b, " xa ".16b\n\teor v30.16b, v17.16b, " xb ".16b\n\t"                \
+    "cnt v24.16b, v24.16b\n\tcnt v29.16b, v29.16b\n\t"                                        \
+    "cnt v25.16b, v25.16b\n\tcnt v30.16b, v30.16b\n\t"                                        \
+    "eor v26.16b, v18.16b, " xa ".16b\n\teor v31.16b, v18.16b, " xb ".16b\n\t"                \
+    "addp v24.16b, v24.16b, v25.16b\n\taddp v29.16b, v29.16b, v30.16b\n\t"                    \
+    "eor v25.16b, v19.16b, " xa ".16b\n\teor v30.16b, v19.16b, " xb ".16b\n\t"                \
+    "cnt v26.16b, v26.16b\n\tcnt v31.16b, v31.16b\n\t"                                        \
+    "cnt v25.16b, v25.16b\n\tcnt v30.16b, v30.16b\n\t"                                        \
+    "addp v26.16b, v26.16b, v25.16b\n\taddp v31.16b, v31.16b, v30.16b\n\t"                    \
+    "addp v24.16b, v24.16b, v26.16b\n\taddp v29.16b, v29.16b, v31.16b\n\t"                    \
+    op " " a ".8h, v24.16b\n\t" op " " b ".8h, v29.16b\n\t"
 #define BNN_Q_STEP(x0, x1, x2, x3, op)                                                        \
     "ld1 {v16.16b-v19.16b}, [%[wp]], #64\n\t"                                                 \
-    BNN_Q_PIX(x0, "v20", op) BNN_Q_PIX(x1, "v21", op) BNN_Q_PIX(x2, "v22", op)                \
-    BNN_Q_PIX(x3, "v23", op)
+    BNN_Q_PIX2(x0, x1, "v20", "v21", op) BNN_Q_PIX2(x2, x3, "v22", "v23", op)
 /* One half (8 channels) of a block; the window registers of the 9 steps depend on where the
  * 4 columns of the patch sit (block A: columns 0-3 in v0-v3 / v4-v7 / ..., block B: columns 2,
  * 3, 0, 1 of those registers, so that the next block reloads 2 columns, not 4). */
@@ -360,7 +368,7 @@ static inline void quad_row_asm9(const uint64_t *x, size_t rowbytes, const uint6
           [nquads] "r"(nquads), [ob] "r"(ob), [rb] "r"(rowbytes)
         : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12",
           "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24",
-          "v25", "v26", "v27", "v28", "cc", "memory");
+          "v25", "v26", "v27", "v28", "v29", "v30", "v31", "cc", "memory");
 }
 #endif
 
@@ -674,7 +682,8 @@ void bnn_mca_quad_half(const uint64_t *w, const uint16_t *c1)
                      :
                      : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11",
                        "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21",
-                       "v22", "v23", "v24", "v25", "v26", "v27", "v28", "memory");
+                       "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31",
+                       "memory");
 }
 #endif
 /* Bodies with a constant window shape: the compiler unrolls them completely, and a window of
