@@ -43,6 +43,7 @@ FIRMWARE = ROOT / "firmware"
 QEMU_INSN = ROOT.parent / "shared" / "tools" / "qemu-insn" / "insnmix.c"
 REF = ["64", "56", "56", "64", "3", "3", "1", "1", "1"]   # 3x3, 56x56x64 -> 64, pad 1 (+1)
 REF_GROUPS = 56 * 56 * 64 // 16                           # (pixel, 16-channel group) blocks
+ROUNDS = 5                                                # interleaved host timing rounds
 REF_QUAD_HALVES = 28 * 28 * 64 // 8                       # (2x2 pixels, 8 channels) blocks
 PEERS = {"Larq Compute Engine (AArch64 asm, indirect BGEMM)": 4.34e6,
          "daBNN bconv_3x3 (im2col + kernel)": 5.03e6}
@@ -230,23 +231,46 @@ def mca_layer(m, info, cpu):
     return cyc * pixels * groups, f"1 px x 16 ch, {nw} words ({n} insns)"
 
 
-def run_lce(python, build, repeats):
-    """Larq Compute Engine on the reference layer (benchmarks/lce_bench.py in its own venv)."""
-    rng = np.random.default_rng(0)
-    x = (rng.random((56, 56, 64)) < 0.5).astype(np.uint8)            # bits, 1 = +1
-    w = np.where(rng.random((64, 64, 3, 3)) < 0.5, 1, -1).astype(np.int8)
-    xp = np.ones((58, 58, 64), np.float32)                          # padding +1
-    xp[1:57, 1:57] = x * 2.0 - 1
-    cols = np.stack([xp[dy:dy + 56, dx:dx + 56] for dy in range(3) for dx in range(3)], axis=2)
-    wm = np.transpose(w, (2, 3, 1, 0)).reshape(9, 64, 64).astype(np.float32)
-    y = np.einsum("hwkc,kco->hwo", cols, wm).astype(np.int32)        # exact: |y| <= 576
-    means = rng.integers(-20, 21, 64)
-    data, out = build / "lce_data.npz", build / "lce.json"
-    np.savez(data, x_bits=x, w=w, means=means, y=y, bits=(y >= means).astype(np.int8))
-    print("fw_bench: Larq Compute Engine (converting and timing, ~1 min)", flush=True)
-    sh([str(python), str(HERE / "lce_bench.py"), str(data), "--repeats", str(repeats),
-        "--json", str(out)])
-    return json.loads(out.read_text())
+class Lce:
+    """Larq Compute Engine on the reference layer (benchmarks/lce_bench.py --serve in its own
+    venv): converted and checked once, then timed in rounds interleaved with bnnhw's."""
+
+    def __init__(self, python, build, repeats):
+        rng = np.random.default_rng(0)
+        x = (rng.random((56, 56, 64)) < 0.5).astype(np.uint8)            # bits, 1 = +1
+        w = np.where(rng.random((64, 64, 3, 3)) < 0.5, 1, -1).astype(np.int8)
+        xp = np.ones((58, 58, 64), np.float32)                          # padding +1
+        xp[1:57, 1:57] = x * 2.0 - 1
+        cols = np.stack([xp[dy:dy + 56, dx:dx + 56] for dy in range(3) for dx in range(3)],
+                        axis=2)
+        wm = np.transpose(w, (2, 3, 1, 0)).reshape(9, 64, 64).astype(np.float32)
+        y = np.einsum("hwkc,kco->hwo", cols, wm).astype(np.int32)        # exact: |y| <= 576
+        means = rng.integers(-20, 21, 64)
+        data = build / "lce_data.npz"
+        np.savez(data, x_bits=x, w=w, means=means, y=y, bits=(y >= means).astype(np.int8))
+        print("fw_bench: Larq Compute Engine (starting TensorFlow, converting, checking: "
+              "1-2 min)", flush=True)
+        self.proc = subprocess.Popen([str(python), str(HERE / "lce_bench.py"), str(data),
+                                      "--repeats", str(repeats), "--serve"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.first = self._line()
+
+    def _line(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit("fw_bench: lce_bench.py stopped (see its messages above)")
+        return json.loads(line)
+
+    def round(self, repeats):
+        """{run name: median ns over `repeats` calls} of one round."""
+        self.proc.stdin.write(f"time {repeats}\n")
+        self.proc.stdin.flush()
+        return {r["name"]: r["ns_median"] for r in self._line()["runs"]}
+
+    def close(self):
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 def layer_args(info):
@@ -383,18 +407,36 @@ def main():
     lines.append(markdown_table(["CPU model", "cycles / block", "instructions / block",
                                  "clock (assumed)", "layer estimate"], rows))
 
-    # host time: every path, then LCE, in the same run
-    t_scalar = host_ns(b["host_scalar"], ["-k", "scalar", "bconv", *ref_bits], R)
-    t_simde = host_ns(b["host_simde"], ["-k", "neon", "bconv", *ref_bits], R)
-    t_native = host_ns(b["host_native"], ["-k", "scalar", "bconv", *ref_bits], R)
-    t_x86 = {k: host_ns(b["host_simde"], ["-k", k, "bconv", *ref_bits], R) for k in host_paths}
-    t_best_pack = host_ns(b["host_simde"], ["-k", best, "-p", "bconv", *ref_bits], R) \
-        if best in X86_PATHS else None
+    # host time: every path and LCE, interleaved in ROUNDS rounds (medians of the rounds'
+    # medians), so that all rows see the same load of a shared machine
+    lce = Lce(lce_python, build, R) if lce_python else None
+    variants = {"scalar": (b["host_scalar"], ["-k", "scalar"]),
+                "neon": (b["host_simde"], ["-k", "neon"]),
+                "native": (b["host_native"], ["-k", "scalar"])}
+    variants.update({k: (b["host_simde"], ["-k", k]) for k in host_paths})
+    if best in X86_PATHS:
+        variants["pack"] = (b["host_simde"], ["-k", best, "-p"])
+    per_round = {k: [] for k in variants}
+    lce_rounds = []
+    for _ in range(ROUNDS):
+        for k, (binary, opts) in variants.items():
+            per_round[k].append(host_ns(binary, [*opts, "bconv", *ref_bits], R))
+        if lce:
+            lce_rounds.append(lce.round(R))
+    med = {k: statistics.median(v) for k, v in per_round.items()}
+    t_scalar, t_simde, t_native = med["scalar"], med["neon"], med["native"]
+    t_x86 = {k: med[k] for k in host_paths}
+    t_best_pack = med.get("pack")
     # bit-exact: every host path's output equals the scalar twin's
     ref_out = bench_output(b["host_scalar"], ["-k", "scalar", "bconv", *ref_bits])
     exact = {k: bench_output(b["host_simde"], ["-k", k, "bconv", *ref_bits]) == ref_out
              for k in ["neon", *host_paths]}
-    lce = run_lce(lce_python, build, R) if lce_python else None
+    if lce:
+        lce.close()
+        lce_first = lce.first
+        lce = dict(lce_first)
+        lce["runs"] = [dict(r, ns_median=statistics.median(rd[r["name"]] for rd in lce_rounds))
+                       for r in lce_first["runs"]]
     lce_best = min((r["ns_median"] for r in lce["runs"]), default=None) if lce else None
 
     def vs_lce(ns):
@@ -439,7 +481,9 @@ def main():
         lce_note += (f"\n\n**Goal (reference layer >= 3x faster than LCE's fastest x86 mode, "
                      f"same run): {goal:.2f}x ({fmt_t(fastest)} vs {fmt_t(lce_best)}): "
                      f"{'met' if goal >= 3 else '**not met**'}.**")
-    lines.append(f"\n**Measured host time** ({cpu}; median of {R} calls, same run; load "
+    lines.append(f"\n**Measured host time** ({cpu}; {ROUNDS} rounds of {R} calls of every "
+                 "row, LCE's included, one after the other; the median of the rounds' medians; "
+                 f"load "
                  f"average {load} at the start: the machine is shared, so compare within a "
                  "table, not across runs). 'Bit-exact': the output equals the scalar twin's, "
                  "byte for byte (the tests compare every path with the golden model):\n")
@@ -503,7 +547,9 @@ def main():
             info = block.compute
             la = [str(a) for a in layer_args(info)]
             vals = [insns.per_call(b["a64"], la)]
-            vals += [host_ns(binary, ["-k", kern, *la], R) for _, binary, kern, _ in host_cols]
+            rounds = [[host_ns(binary, ["-k", kern, *la], R) for _, binary, kern, _ in host_cols]
+                      for _ in range(3)]
+            vals += [statistics.median(col) for col in zip(*rounds)]
             for i, v in enumerate(vals):
                 tot[i] += v
             shape = "x".join(map(str, info.input_shape))
@@ -542,15 +588,19 @@ def main():
                 err = sh([str(runner), "-k", kernel, "-r", str(R), tmp / "b.bin",
                           tmp / "s.bin"]).stderr
                 return float(re.search(r"time_per_image_ns_median ([0-9.]+)", err).group(1))
-            whole = [runner_ns(runners[build_], kern) for _, _, kern, build_ in host_cols]
+            # all columns in each of ROUNDS rounds: the same load for every column
+            rounds = [[runner_ns(runners[build_], kern) for _, _, kern, build_ in host_cols]
+                      for _ in range(ROUNDS)]
+            whole = [statistics.median(col) for col in zip(*rounds)]
         rows.append(["**whole network** (runner, per image)", "", "", "", fmt_m(per_image),
                      *map(fmt_t, whole)])
         lines.append(f"\n### {model}: per layer and whole network\n")
         lines.append("Per layer: the compute kernel with its threshold and output packing (pool, "
                      "input quantisation and flatten are only in the whole-network row). "
                      "Instructions: AArch64 under qemu-insn; times: measured on the host, "
-                     f"median of {R} (whole network: median over {R} passes of a batch, per "
-                     "image, one core); host avx2 / avx512bw / avx512vpopcnt: the x86 kernel "
+                     f"median of 3 rounds of {R} calls (whole network: median of {ROUNDS} "
+                     f"rounds of {R} passes of a batch, per image, one core; every column in "
+                     "each round); host avx2 / avx512bw / avx512vpopcnt: the x86 kernel "
                      "paths of the default (SIMD) build, forced with -k.\n")
         lines.append(markdown_table(
             ["layer", "kind", "input", "MACs", "AArch64 instructions",

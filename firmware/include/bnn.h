@@ -83,8 +83,10 @@ typedef struct {
     int32_t *t;                  /* [ocp]: bit = (y' >= t) with y' the (negated) sum */
     int ocp;                     /* oc rounded up to 16 */
     int8_t *wt;                  /* [k][ocp]: the same weights transposed (0 for padding) */
-    int8_t *w4;                  /* [kp / 4][ocp][4]: four consecutive weights of each channel
-                                  * side by side (x86 kernels: u8 x s8 pair products) */
+    int rw4;                     /* ceil(kw * c / 4): 4-code steps per window row */
+    int8_t *w4;                  /* [kh][rw4][ocp][4]: four consecutive weights of a window row
+                                  * for each channel side by side, 0 past the row's end (x86
+                                  * kernels: u8 x s8 pair products on 4 codes of a row) */
     int32_t *wofs;               /* [ocp]: 128 * sum_k w[o][k]; with u8 codes q + 128 the sum of
                                   * products is y + wofs */
 } bnn_mbconv;

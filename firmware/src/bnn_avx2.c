@@ -12,10 +12,12 @@
  * Thresholds are compared in the mismatch domain (bit = M < c1, batch norm folded, negative
  * channels folded into the weights) and 8 channels' bits are one byte of the packed output.
  *
- * Multi-bit first layer: codes q become bytes q + 128 (q XOR 0x80), so that vpmaddubsw
- * (unsigned x signed bytes, adjacent pairs summed into int16) multiplies them with four
- * consecutive +-1 weights of each channel at once (prepared layout w4); int16 sums of up to
- * 64 steps, then vpmaddwd widens to int32, and y = sum - 128 * sum(w) (wofs). */
+ * Multi-bit first layer: codes q become bytes q + 128 (q XOR 0x80) in one padded copy of the
+ * input, so that vpmaddubsw (unsigned x signed bytes, adjacent pairs summed into int16)
+ * multiplies 4 consecutive codes of a window row, read straight from that copy and broadcast,
+ * with those positions' +-1 weights of 8 channels at once (prepared layout w4, rows padded to
+ * 4 codes with zero weights); int16 sums of up to 64 steps, then vpmaddwd widens to int32, and
+ * y = sum - 128 * sum(w) (wofs). */
 #include "bnn.h"
 #include "bnn_internal.h"
 
@@ -184,48 +186,51 @@ void bnn_bconv_avx2(const bnn_bconv *l, const uint64_t *in, void *out, void *scr
 
 void bnn_mbconv_avx2(const bnn_mbconv *l, const int8_t *in, void *out, void *scratch)
 {
-    const int ocp = l->ocp, steps = l->kp / 4, oc = l->s.oc;
-    uint8_t *win = (uint8_t *)bnn__align16(scratch);
-    const __m256i ones = _mm256_set1_epi16(1);
-    int oy, ox, o0, g, s0, s;
-    memset(win, 0, (size_t)l->kp);
+    const int ocp = l->ocp, rw4 = l->rw4, oc = l->s.oc, kh = l->s.kh, c = l->s.c;
+    const size_t wpc = (size_t)(l->s.w + 2 * l->s.pad) * c, step = (size_t)ocp * 4;
+    const uint8_t *map = bnn__mb_offset_map(l, in, scratch);
+    const __m256i ones = _mm256_set1_epi16(1), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int oy, ox, o0, g, ky, s, n16;
     for (oy = 0; oy < l->ho; oy++)
         for (ox = 0; ox < l->wo; ox++) {
             const size_t pix = (size_t)oy * l->wo + ox;
+            const uint8_t *base = map + (size_t)oy * l->s.stride * wpc + (size_t)ox * l->s.stride * c;
             uint64_t *obits = (uint64_t *)out + pix * l->ocw;
-            bnn__mb_window_u8(l, in, oy, ox, win);
             if (l->mode == BNN_OUT_BITS)
                 memset(obits, 0, (size_t)l->ocw * 8);
             /* 32 channels (four registers of 8) per pass over the window */
             for (o0 = 0; o0 < ocp; o0 += 32) {
                 const int ng = (ocp - o0) / 8 < 4 ? (ocp - o0) / 8 : 4;
-                __m256i y[4];
+                __m256i y[4], a[4];
                 for (g = 0; g < 4; g++)
-                    y[g] = _mm256_setzero_si256();
-                for (s0 = 0; s0 < steps; s0 += 64) {
-                    /* int16 sums of at most 64 steps: |sum| <= 64 * 2 * 255 < 2^15 */
-                    const int s1 = s0 + 64 < steps ? s0 + 64 : steps;
-                    __m256i a[4];
-                    for (g = 0; g < 4; g++)
-                        a[g] = _mm256_setzero_si256();
-                    for (s = s0; s < s1; s++) {
+                    y[g] = a[g] = _mm256_setzero_si256();
+                n16 = 0;
+                for (ky = 0; ky < kh; ky++) {
+                    const uint8_t *row = base + ky * wpc;
+                    const int8_t *wr = l->w4 + ((size_t)ky * rw4 * ocp + o0) * 4;
+                    for (s = 0; s < rw4; s++, wr += step) {
                         int32_t q4;
                         __m256i x;
-                        const int8_t *wp = l->w4 + ((size_t)s * ocp + o0) * 4;
-                        memcpy(&q4, win + 4 * s, 4);
+                        memcpy(&q4, row + 4 * s, 4);
                         x = _mm256_set1_epi32(q4);
                         for (g = 0; g < ng; g++)
                             a[g] = _mm256_add_epi16(
                                 a[g], _mm256_maddubs_epi16(
-                                          x, _mm256_loadu_si256((const __m256i *)(wp + 32 * g))));
+                                          x, _mm256_loadu_si256((const __m256i *)(wr + 32 * g))));
+                        /* int16 sums of at most 64 steps: |sum| <= 64 * 2 * 255 < 2^15 */
+                        if (++n16 == 64) {
+                            for (g = 0; g < ng; g++) {
+                                y[g] = _mm256_add_epi32(y[g], _mm256_madd_epi16(a[g], ones));
+                                a[g] = _mm256_setzero_si256();
+                            }
+                            n16 = 0;
+                        }
                     }
-                    for (g = 0; g < ng; g++)
-                        y[g] = _mm256_add_epi32(y[g], _mm256_madd_epi16(a[g], ones));
                 }
                 for (g = 0; g < ng; g++) {
                     const int og = o0 + 8 * g;
-                    __m256i v = _mm256_sub_epi32(
-                        y[g], _mm256_loadu_si256((const __m256i *)(l->wofs + og)));
+                    __m256i v = _mm256_add_epi32(y[g], _mm256_madd_epi16(a[g], ones));
+                    v = _mm256_sub_epi32(v, _mm256_loadu_si256((const __m256i *)(l->wofs + og)));
                     if (l->mode == BNN_OUT_BITS) {
                         __m256i t = _mm256_loadu_si256((const __m256i *)(l->t + og));
                         /* y >= t: not (t > y); padding channels (o >= oc) are masked */
@@ -238,14 +243,12 @@ void bnn_mbconv_avx2(const bnn_mbconv *l, const int8_t *in, void *out, void *scr
                     } else {
                         int32_t *dst = (int32_t *)out + pix * oc + og;
                         int n = oc - og;
-                        if (n >= 8) {
+                        if (n >= 8)
                             _mm256_storeu_si256((__m256i *)dst, v);
-                        } else if (n > 0) {
-                            __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                        else if (n > 0)
                             _mm256_maskstore_epi32(dst,
                                                    _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane),
                                                    v);
-                        }
                     }
                 }
             }

@@ -27,48 +27,52 @@
 
 void bnn_mbconv_avx512(const bnn_mbconv *l, const int8_t *in, void *out, void *scratch)
 {
-    const int ocp = l->ocp, steps = l->kp / 4, oc = l->s.oc;
-    uint8_t *win = (uint8_t *)bnn__align16(scratch);
+    const int ocp = l->ocp, rw4 = l->rw4, oc = l->s.oc, kh = l->s.kh, c = l->s.c;
+    const size_t wpc = (size_t)(l->s.w + 2 * l->s.pad) * c, step = (size_t)ocp * 4;
+    const uint8_t *map = bnn__mb_offset_map(l, in, scratch);
     const __m512i ones = _mm512_set1_epi16(1);
-    int oy, ox, o0, g, s0, s;
-    memset(win, 0, (size_t)l->kp);
+    int oy, ox, o0, g, ky, s, n16;
     for (oy = 0; oy < l->ho; oy++)
         for (ox = 0; ox < l->wo; ox++) {
             const size_t pix = (size_t)oy * l->wo + ox;
+            const uint8_t *base = map + (size_t)oy * l->s.stride * wpc + (size_t)ox * l->s.stride * c;
             uint64_t *obits = (uint64_t *)out + pix * l->ocw;
-            bnn__mb_window_u8(l, in, oy, ox, win);
             /* 64 channels (four registers of 16) per pass over the window: one output word */
             for (o0 = 0; o0 < ocp; o0 += 64) {
                 const int ng = (ocp - o0) / 16 < 4 ? (ocp - o0) / 16 : 4;
                 uint64_t word = 0;
-                __m512i y[4];
+                __m512i y[4], a[4];
                 for (g = 0; g < 4; g++)
-                    y[g] = _mm512_setzero_si512();
-                for (s0 = 0; s0 < steps; s0 += 64) {
-                    /* int16 sums of at most 64 steps: |sum| <= 64 * 2 * 255 < 2^15 */
-                    const int s1 = s0 + 64 < steps ? s0 + 64 : steps;
-                    __m512i a[4];
-                    for (g = 0; g < 4; g++)
-                        a[g] = _mm512_setzero_si512();
-                    for (s = s0; s < s1; s++) {
+                    y[g] = a[g] = _mm512_setzero_si512();
+                n16 = 0;
+                for (ky = 0; ky < kh; ky++) {
+                    const uint8_t *row = base + ky * wpc;
+                    const int8_t *wr = l->w4 + ((size_t)ky * rw4 * ocp + o0) * 4;
+                    for (s = 0; s < rw4; s++, wr += step) {
                         int32_t q4;
                         __m512i x;
-                        const int8_t *wp = l->w4 + ((size_t)s * ocp + o0) * 4;
-                        memcpy(&q4, win + 4 * s, 4);
+                        memcpy(&q4, row + 4 * s, 4);
                         x = _mm512_set1_epi32(q4);
                         for (g = 0; g < ng; g++)
                             a[g] = _mm512_add_epi16(
                                 a[g], _mm512_maddubs_epi16(
-                                          x, _mm512_loadu_si512((const void *)(wp + 64 * g))));
+                                          x, _mm512_loadu_si512((const void *)(wr + 64 * g))));
+                        /* int16 sums of at most 64 steps: |sum| <= 64 * 2 * 255 < 2^15 */
+                        if (++n16 == 64) {
+                            for (g = 0; g < ng; g++) {
+                                y[g] = _mm512_add_epi32(y[g], _mm512_madd_epi16(a[g], ones));
+                                a[g] = _mm512_setzero_si512();
+                            }
+                            n16 = 0;
+                        }
                     }
-                    for (g = 0; g < ng; g++)
-                        y[g] = _mm512_add_epi32(y[g], _mm512_madd_epi16(a[g], ones));
                 }
                 for (g = 0; g < ng; g++) {
                     const int og = o0 + 16 * g;
-                    __m512i v = _mm512_sub_epi32(y[g], _mm512_loadu_si512((const void *)(l->wofs + og)));
-                    int n = oc - og;
-                    __mmask16 valid = (__mmask16)(n >= 16 ? 0xffff : n > 0 ? (1u << n) - 1 : 0);
+                    const int n = oc - og;
+                    const __mmask16 valid = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1);
+                    __m512i v = _mm512_add_epi32(y[g], _mm512_madd_epi16(a[g], ones));
+                    v = _mm512_sub_epi32(v, _mm512_loadu_si512((const void *)(l->wofs + og)));
                     if (l->mode == BNN_OUT_BITS)
                         word |= (uint64_t)(_mm512_cmpge_epi32_mask(
                                                v, _mm512_loadu_si512((const void *)(l->t + og))) &

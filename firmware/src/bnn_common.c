@@ -254,8 +254,9 @@ size_t bnn_mbconv_size(const bnn_conv_shape *s)
 {
     size_t k = (size_t)s->kh * s->kw * s->c, kp = (k + 15) & ~(size_t)15;
     size_t ocp = ((size_t)s->oc + 15) & ~(size_t)15;
+    size_t rw4 = ((size_t)s->kw * s->c + 3) / 4;
     return align16(sizeof(bnn_mbconv)) + align16((size_t)s->oc * kp) + align16(ocp * 4) +
-           align16(k * ocp) + align16(kp * ocp) + align16(ocp * 4);
+           align16(k * ocp) + align16((size_t)s->kh * rw4 * 4 * ocp) + align16(ocp * 4);
 }
 
 int bnn_mbconv_prepare(const bnn_conv_shape *s, const int8_t *w, const int32_t *thr,
@@ -297,11 +298,12 @@ int bnn_mbconv_prepare(const bnn_conv_shape *s, const int8_t *w, const int32_t *
     p += align16((size_t)l->ocp * 4);
     l->wt = (int8_t *)p;
     p += align16((size_t)l->k * l->ocp);
+    l->rw4 = (s->kw * s->c + 3) / 4;
     l->w4 = (int8_t *)p;
-    p += align16((size_t)l->kp * l->ocp);
+    p += align16((size_t)s->kh * l->rw4 * 4 * l->ocp);
     l->wofs = (int32_t *)p;
     memset(l->wt, 0, (size_t)l->k * l->ocp);
-    memset(l->w4, 0, (size_t)l->kp * l->ocp);
+    memset(l->w4, 0, (size_t)s->kh * l->rw4 * 4 * l->ocp);
     memset(l->wofs, 0, (size_t)l->ocp * 4);
     memset(l->t, 0, (size_t)l->ocp * 4);
     for (o = 0; o < s->oc; o++) {
@@ -318,7 +320,8 @@ int bnn_mbconv_prepare(const bnn_conv_shape *s, const int8_t *w, const int32_t *
                         v = (int8_t)-v;
                     row[kk] = v;
                     l->wt[(size_t)kk * l->ocp + o] = v;
-                    l->w4[((size_t)(kk >> 2) * l->ocp + o) * 4 + (kk & 3)] = v;
+                    int r = x * s->c + i; /* position in the window row */
+                    l->w4[(((size_t)y * l->rw4 + (r >> 2)) * l->ocp + o) * 4 + (r & 3)] = v;
                     l->wofs[o] += 128 * v;
                 }
         if (mode == BNN_OUT_BITS) {

@@ -27,33 +27,6 @@ static inline int bnn__popcount64(uint64_t x)
     x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
     x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
     return (int)((x * 0x0101010101010101ULL) >> 56);
-/* x86 multi-bit kernels: the window of output pixel (oy, ox) as bytes q + 128 (q XOR 0x80),
- * [ky][kx][c], padded positions = the pad code. */
-static inline void bnn__mb_window_u8(const bnn_mbconv *l, const int8_t *in, int oy, int ox,
-                                     uint8_t *win)
-{
-    const int c = l->s.c, rw = l->s.kw * c, iy0 = oy * l->s.stride - l->s.pad;
-    const int ix0 = ox * l->s.stride - l->s.pad;
-    const uint8_t padc = (uint8_t)((uint8_t)(int8_t)l->s.pad_value ^ 0x80);
-    int ky, j;
-    for (ky = 0; ky < l->s.kh; ky++) {
-        const int iy = iy0 + ky;
-        uint8_t *dst = win + ky * rw;
-        if (iy >= 0 && iy < l->s.h && ix0 >= 0 && ix0 + l->s.kw <= l->s.w) {
-            const uint8_t *row = (const uint8_t *)in + ((size_t)iy * l->s.w + ix0) * c;
-            for (j = 0; j < rw; j++)
-                dst[j] = (uint8_t)(row[j] ^ 0x80);
-        } else {
-            for (j = 0; j < rw; j++) {
-                int ix = ix0 + j / c;
-                dst[j] = (iy >= 0 && iy < l->s.h && ix >= 0 && ix < l->s.w)
-                             ? (uint8_t)(((const uint8_t *)in)[((size_t)iy * l->s.w + ix) * c +
-                                                               j % c] ^ 0x80)
-                             : padc;
-            }
-        }
-    }
-}
 #endif
 }
 
@@ -86,31 +59,33 @@ static inline const uint64_t *bnn__bconv_setup(const bnn_bconv *l, const uint64_
     return src;
 }
 
-/* x86 multi-bit kernels: the window of output pixel (oy, ox) as bytes q + 128 (q XOR 0x80),
- * [ky][kx][c], padded positions = the pad code. */
-static inline void bnn__mb_window_u8(const bnn_mbconv *l, const int8_t *in, int oy, int ox,
-                                     uint8_t *win)
+/* x86 multi-bit kernels: the input with its padding as bytes q + 128 (q XOR 0x80), [hp][wp][c],
+ * then 3 zero bytes (4-code loads at a row's end read up to 3 bytes past it, with zero weights).
+ * buf: bnn_mbconv_scratch bytes. Returns the copy's start (16-byte aligned). */
+static inline const uint8_t *bnn__mb_offset_map(const bnn_mbconv *l, const int8_t *in,
+                                                 void *buf)
 {
-    const int c = l->s.c, rw = l->s.kw * c, iy0 = oy * l->s.stride - l->s.pad;
-    const int ix0 = ox * l->s.stride - l->s.pad;
+    const int pad = l->s.pad, h = l->s.h, w = l->s.w, c = l->s.c;
+    const int wp = w + 2 * pad, hp = h + 2 * pad;
     const uint8_t padc = (uint8_t)((uint8_t)(int8_t)l->s.pad_value ^ 0x80);
-    int ky, j;
-    for (ky = 0; ky < l->s.kh; ky++) {
-        const int iy = iy0 + ky;
-        uint8_t *dst = win + ky * rw;
-        if (iy >= 0 && iy < l->s.h && ix0 >= 0 && ix0 + l->s.kw <= l->s.w) {
-            const uint8_t *row = (const uint8_t *)in + ((size_t)iy * l->s.w + ix0) * c;
-            for (j = 0; j < rw; j++)
-                dst[j] = (uint8_t)(row[j] ^ 0x80);
-        } else {
-            for (j = 0; j < rw; j++) {
-                int ix = ix0 + j / c;
-                dst[j] = (iy >= 0 && iy < l->s.h && ix >= 0 && ix < l->s.w)
-                             ? (uint8_t)(((const uint8_t *)in)[((size_t)iy * l->s.w + ix) * c +
-                                                               j % c] ^ 0x80)
-                             : padc;
-            }
+    uint8_t *map = (uint8_t *)bnn__align16(buf), *dst = map;
+    const uint8_t *src = (const uint8_t *)in;
+    int y, x;
+    size_t j, row = (size_t)w * c;
+    for (y = 0; y < hp; y++) {
+        if (y < pad || y >= pad + h) {
+            for (j = 0; j < (size_t)wp * c; j++)
+                *dst++ = padc;
+            continue;
         }
+        for (x = 0; x < pad * c; x++)
+            *dst++ = padc;
+        for (j = 0; j < row; j++)
+            *dst++ = (uint8_t)(*src++ ^ 0x80);
+        for (x = 0; x < pad * c; x++)
+            *dst++ = padc;
     }
+    dst[0] = dst[1] = dst[2] = 0;
+    return map;
 }
 #endif
