@@ -34,10 +34,18 @@ def fw_run(net, x, config, root, tag="", **kw):
     target, impl, _ = CONFIGS[config]
     build_dir = root / (net.name + tag)
     scores = fw.run(net, x, target=target, impl=impl, build_dir=build_dir, **kw)
-    kernel = fw.chosen_kernel(net, target=target, impl=impl, build_dir=build_dir,
-                              kernel=kw.get("kernel"))
+    kernel = kw.get("kernel")
+    if kernel is None:
+        # the default path depends on the build and the CPU only: ask one runner per config
+        if config not in DEFAULT_KERNEL:
+            DEFAULT_KERNEL[config] = fw.chosen_kernel(net, target=target, impl=impl,
+                                                      build_dir=build_dir)
+        kernel = DEFAULT_KERNEL[config]
     PATHS_RUN[(config, "networks")].add(kernel)
     return scores
+
+
+DEFAULT_KERNEL = {}
 
 
 def host_kernels(net, root, tag=""):
