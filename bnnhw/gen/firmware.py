@@ -278,7 +278,8 @@ def generate(net, out_dir, *, target="host", impl="neon", build=True, sanitize=F
     target : ``"host"``, ``"aarch64"`` or ``"armv7"``
         ARM runners are linked statically so that qemu-user runs them directly.
     impl : ``"neon"`` or ``"scalar"``
-        NEON kernels (on the host through SIMDe) or only the portable scalar twin.
+        The SIMD kernels (NEON, through SIMDe on the host, and on an x86-64 host also AVX2 and
+        AVX-512, chosen at run time) or only the portable scalar twin.
     build : bool
         Only write the headers when false.
     sanitize : bool
