@@ -21,8 +21,9 @@ def cmd_firmware(args):
         x = load_input(words[2])
         scores = fw.run(net, x, target=args.target, impl=args.impl)
         save_scores(args.output, scores)
-        print(f"{scores.shape[0]} images -> {args.output} (firmware, {args.target}, "
-              f"predicted: {preview(np.argmax(scores, axis=1))})")
+        kernel = fw.chosen_kernel(net, target=args.target, impl=args.impl)
+        print(f"{scores.shape[0]} images -> {args.output} (firmware, {args.target}, {kernel} "
+              f"kernels, predicted: {preview(np.argmax(scores, axis=1))})")
         return
     if len(words) != 1:
         raise InputError("usage: bnnhw firmware MODEL -o DIR [--target host|aarch64|armv7] "

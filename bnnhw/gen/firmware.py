@@ -34,12 +34,19 @@ from ..model.packing import pack_bits, to_bits
 from ..plan.tables import value_thresholds
 from ..tools import C_COMPILERS, EMULATORS, require
 
-__all__ = ["TARGETS", "firmware_dir", "header_text", "generate", "build_runner", "run",
-           "run_runner", "write_input", "read_scores", "check_target", "host_runner"]
+__all__ = ["TARGETS", "KERNELS", "firmware_dir", "header_text", "generate", "build_runner",
+           "run", "run_runner", "write_input", "read_scores", "check_target", "host_runner",
+           "runner_kernels", "chosen_kernel"]
 
 #: Targets: C compiler, extra make variables, emulator (None: runs natively).
 TARGETS = {target: {"cc": cc, "package": package, "emulator": EMULATORS.get(target)}
            for target, (cc, package) in C_COMPILERS.items()}
+
+#: Kernel paths of the firmware (firmware/include/bnn.h, enum bnn_kernel), by name: a runner
+#: built with ``impl="neon"`` holds the NEON kernels (through SIMDe on x86) and, on an x86-64
+#: host, the AVX2 / AVX-512 ones, and picks the fastest the CPU runs unless told otherwise
+#: (``kernel=``, or the ``BNNHW_KERNEL`` environment variable).
+KERNELS = ("scalar", "neon", "avx2", "avx512bw", "avx512vpopcnt")
 
 MAX_K = 65534          # firmware/include/bnn.h BNN_MAX_K (16-bit accumulator lanes)
 MODEL_MAGIC = 0x4D4E4E42
@@ -249,7 +256,8 @@ def generate(net, out_dir, *, target="host", impl="neon", build=True, sanitize=F
     target : ``"host"``, ``"aarch64"`` or ``"armv7"``
         ARM runners are linked statically so that qemu-user runs them directly.
     impl : ``"neon"`` or ``"scalar"``
-        NEON kernels (on the host through SIMDe) or only the portable scalar twin.
+        The SIMD kernels (NEON, through SIMDe on the host, and on an x86-64 host also AVX2 and
+        AVX-512, chosen at run time) or only the portable scalar twin.
     build : bool
         Only write the headers when false.
     sanitize : bool
@@ -381,9 +389,12 @@ def run(net, x, *, target="host", build_dir=None, impl="neon", kernel=None, sani
         Where to generate and build (default: the build flow's folder of the model, under
         the build root).
     impl : ``"neon"`` or ``"scalar"``
-        Which build (``"neon"`` is NEON through SIMDe on the host).
-    kernel : ``None``, ``"neon"`` or ``"scalar"``
-        Which kernels the runner uses (a NEON build also holds the scalar twin).
+        Which build (``"neon"``: the SIMD kernels, i.e. NEON, and on an x86-64 host also AVX2
+        and AVX-512; ``"scalar"``: the portable scalar twin only).
+    kernel : ``None``, ``"auto"`` or one of :data:`KERNELS`
+        Which kernel path the runner uses. ``None`` / ``"auto"``: ``BNNHW_KERNEL`` from the
+        environment when set, else the fastest path the build and CPU support
+        (:func:`chosen_kernel` says which).
     sanitize : bool
         Host only: an ASan + UBSan build.
     root : path, optional
@@ -396,6 +407,7 @@ def run(net, x, *, target="host", build_dir=None, impl="neon", kernel=None, sani
     """
     raw = check_input(net, x)
     check_target(target)
+    _check_kernel(kernel)
     runner = host_runner(net, target=target, impl=impl, sanitize=sanitize,
                          build_dir=build_dir, root=root)
     with tempfile.TemporaryDirectory(prefix="bnnhw-fw-") as tmp:
@@ -408,3 +420,61 @@ def run(net, x, *, target="host", build_dir=None, impl="neon", kernel=None, sani
             raise ToolError(f"firmware runner ({target}) failed: "
                             f"{lines[-1] if lines else f'exit code {proc.returncode}'}")
         return read_scores(outp, n, net.num_classes)
+
+
+def _check_kernel(kernel):
+    if kernel is not None and kernel != "auto" and kernel not in KERNELS:
+        raise ToolError(f"firmware kernel must be auto or one of {', '.join(KERNELS)}, "
+                        f"not {kernel!r}")
+
+
+def _runner_line(runner, target, args, what):
+    proc = run_runner(runner, target, args, timeout=120)
+    if proc.returncode:
+        lines = proc.stderr.strip().splitlines()
+        raise ToolError(f"firmware runner ({target}) failed to {what}: "
+                        f"{lines[-1] if lines else f'exit code {proc.returncode}'}")
+    return proc.stdout.strip()
+
+
+def runner_kernels(runner, target="host"):
+    """The kernel paths a built runner can use on this machine, fastest first.
+
+    Parameters
+    ----------
+    runner : path
+        A runner from :func:`generate` / :func:`build_runner`.
+    target : ``"host"``, ``"aarch64"`` or ``"armv7"``
+
+    Returns
+    -------
+    list of str
+        Names from :data:`KERNELS`, e.g. ``["avx512vpopcnt", "avx512bw", "avx2", "scalar",
+        "neon"]`` on an x86-64 host with AVX-512 VPOPCNTDQ (NEON through SIMDe comes last: it
+        is slower than the scalar twin there).
+    """
+    return _runner_line(runner, target, ["-l"], "list its kernels").split()
+
+
+def chosen_kernel(net, *, target="host", impl="neon", kernel=None, build_dir=None, root=None):
+    """The kernel path :func:`run` uses for ``net`` with these arguments on this machine.
+
+    Builds the runner when needed (as :func:`run` does, in the same folder) and asks it, so the
+    answer takes the CPU, the build and ``BNNHW_KERNEL`` into account.
+
+    Returns
+    -------
+    str
+        One of :data:`KERNELS`.
+
+    Raises
+    ------
+    ToolError
+        A build fails, or ``kernel`` (or ``BNNHW_KERNEL``) names a path this build and CPU
+        cannot run.
+    """
+    check_target(target)
+    _check_kernel(kernel)
+    runner = host_runner(net, target=target, impl=impl, build_dir=build_dir, root=root)
+    return _runner_line(runner, target, (["-k", kernel] if kernel else []) + ["-q"],
+                        "choose its kernel")
