@@ -456,6 +456,8 @@ def build_parser():
     p.set_defaults(func=cmd_simulate)
 
     # Feature commands register themselves below (generate, simulate, firmware, train-example).
+    from . import cli_asic  # LOCAL WIRING (lead: drop; add cli_asic to COMMAND_MODULES)
+    cli_asic.register(sub)
     return parser
 
 
