@@ -80,12 +80,12 @@ MACRO_TIMING = {"access_ns": 2.0, "setup_ns": 0.3, "async_read_ns": 2.5}
 #: Assumed macro density at 0.18 um (um^2 per bit, array and periphery): a 6T cell of about
 #: 4.5 um^2 at roughly half array efficiency. Scaled by (node / 0.18)^2 for other nodes.
 MACRO_UM2_PER_BIT_018 = 9.0
-#: Activity assumed by the vectorless power estimate (toggles per cycle on the inputs,
-#: propagated through the logic by OpenSTA).
+#: Activity assumed by the vectorless power estimate: toggles per clock cycle of every net
+#: (OpenSTA ``set_power_activity -global``); the clock toggles twice per cycle.
 POWER_INPUT_ACTIVITY = 0.1
 
 # Stage netlists of one cache entry; bump when the script or the stored result changes.
-_FORMAT = 2
+_FORMAT = 3
 # The cells that buffer stage boundaries (every OSU library has them).
 _BUFFER = ("BUFX2", "A", "Y")
 # Pad cells are in the osu035/osu050 Liberty files; they are not logic.
@@ -283,36 +283,57 @@ def parse_liberty(text):
 
 # -- memories in RTLIL ----------------------------------------------------------------------
 
+_MODULE = re.compile(r"^module (\S+)\n(.*?)^end\s*$", re.M | re.S)
 _MEM_DECL = re.compile(r"^\s*memory width (\d+) size (\d+)(?: offset \d+)? (\S+)\s*$", re.M)
 _MEM_CELL = re.compile(r"^\s*cell \$(mem\w*) \S+\n(.*?)^\s*end\s*$", re.M | re.S)
+_SUBCELL = re.compile(r"^\s*cell (\S+) (\S+)\s*$", re.M)
 
 
-def rtlil_memories(rtlil):
+def rtlil_memories(rtlil, top="top"):
     """Memories of an RTLIL design, before synthesis.
 
     Returns
     -------
     list of dict
-        ``{"name", "width", "depth", "bits", "rom", "init"}`` per ``memory``; ``rom`` is true
-        when no write port refers to it, ``init`` when it has initial contents.
+        ``{"name", "width", "depth", "bits", "rom", "init"}`` per ``memory``. ``name`` is the
+        memory's name once the design is flattened (``<instance path>.<memory>``, Yosys'
+        ``MEMID``); ``rom`` is true when no write port refers to it, ``init`` when its initial
+        contents are not all zero.
     """
-    writes, inits = set(), set()
-    for m in _MEM_CELL.finditer(rtlil):
-        kind, body = m.groups()
-        memid = re.search(r'parameter \\MEMID "([^"]*)"', body)
-        if not memid:
-            continue
-        name = memid.group(1).lstrip("\\")
-        if kind.startswith("memwr"):
-            writes.add(name)
-        elif kind.startswith("meminit"):
-            inits.add(name)
+    modules = {m.group(1): m.group(2) for m in _MODULE.finditer(rtlil)}
+    top_key = next((k for k in (f"\\{top}", top) if k in modules), None)
+    if top_key is None:
+        raise ToolError(f"RTLIL design has no module {top}")
+    prefix = {top_key: ""}
+    pending = [top_key]
+    while pending:
+        parent = pending.pop()
+        for kind, inst in _SUBCELL.findall(modules[parent]):
+            if kind in modules and kind not in prefix:
+                prefix[kind] = prefix[parent] + inst.lstrip("\\") + "."
+                pending.append(kind)
     out = []
-    for width, depth, name in _MEM_DECL.findall(rtlil):
-        name = name.lstrip("\\")
-        out.append({"name": name, "width": int(width), "depth": int(depth),
-                    "bits": int(width) * int(depth), "rom": name not in writes,
-                    "init": name in inits})
+    for mod, body in modules.items():
+        if mod not in prefix:
+            continue
+        writes, inits = set(), set()
+        for m in _MEM_CELL.finditer(body):
+            kind, cell = m.groups()
+            memid = re.search(r'parameter \\MEMID "([^"]*)"', cell)
+            if not memid:
+                continue
+            name = memid.group(1).lstrip("\\")
+            if kind.startswith("memwr"):
+                writes.add(name)
+            elif kind.startswith("meminit"):
+                data = re.search(r"connect \\DATA \d+'([01xz]+)", cell)
+                if data is None or set(data.group(1)) - {"0"}:
+                    inits.add(name)
+        for width, depth, name in _MEM_DECL.findall(body):
+            name = name.lstrip("\\")
+            out.append({"name": prefix[mod] + name, "width": int(width), "depth": int(depth),
+                        "bits": int(width) * int(depth), "rom": name not in writes,
+                        "init": name in inits})
     return out
 
 
@@ -324,12 +345,12 @@ def synth_script(*, module, clock_ps, liberty="cells.lib", macros=()):
     Parameters
     ----------
     module : str
-        Name the stage's top module gets in the netlist (``top`` is renamed).
+        Name the stage's top module gets in the netlist (the RTLIL's ``top`` is renamed).
     clock_ps : int
         ABC's delay target (``abc -D``).
     macros : sequence of str
         Memory names (RTLIL ``MEMID`` without the backslash) kept as black boxes
-        ``<module>__mem_<i>``; their behavioural models go to ``macros.v``.
+        ``<module>_mem_<i>``; their behavioural models go to ``macros.v``.
 
     Writes ``stat.json`` (``stat -json -liberty``), ``netlist.v`` and, with macros,
     ``macros.v`` and ``macros.json``.
@@ -339,22 +360,30 @@ def synth_script(*, module, clock_ps, liberty="cells.lib", macros=()):
     lines = ["read_rtlil design.il",
              # ASIC flip-flops have no power-on value: the reset alone must define the state.
              "attrmap -remove init",
-             "hierarchy -check -top top"]
+             "hierarchy -check -top top",
+             f"rename top {module}"]
+    # -noabc: `abc -liberty` below is the only ABC run (synth's generic `abc -fast` aborts
+    # inside YoWASP on some stages; leaving it out changed the area of the example's stages
+    # by -2 % to +0.2 %).
     if macros:
-        lines += ["synth -flatten -top top -run :fine"]
+        lines += [f"synth -flatten -top {module} -run :fine"]
         for i, name in enumerate(macros):
-            # memory -nomap (in synth's coarse step) left each memory as one $mem_v2 cell.
-            lines += [f"select -assert-count 1 t:$mem_v2 r:MEMID=\\\\{name} %i",
-                      f"setattr -set submod \"{module}__mem_{i}\" t:$mem_v2 r:MEMID=\\\\{name} %i"]
+            # memory -nomap (in synth's coarse step) left each memory as one $mem_v2 cell;
+            # submod moves it into its own module, <module>_mem_<i>.
+            sel = f"t:$mem_v2 r:MEMID=\\\\{name} %i"
+            lines += [f"select -assert-count 1 {sel}",
+                      f"setattr -set submod \"mem_{i}\" {sel}"]
         lines += ["submod",
-                  # Scalar ports, so that the Liberty stub and the netlist match bit for bit.
-                  f"splitnets -ports {module}__mem_*",
-                  f"tee -q -o macros.json write_json -selected {module}__mem_*",
-                  f"write_verilog -noattr -selected macros.v {module}__mem_*",
-                  f"blackbox {module}__mem_*",
-                  "synth -top top -run fine:"]
+                  # Scalar ports named <port>_<bit>, matched one to one by the Liberty stub.
+                  f"splitnets -ports -format _ {module}_mem_*",
+                  f"select {module}_mem_*",
+                  "write_json -selected macros.json",
+                  "write_verilog -noattr -selected macros.v",
+                  "select -clear",
+                  f"blackbox {module}_mem_*",
+                  f"synth -top {module} -noabc -run fine:"]
     else:
-        lines += ["synth -flatten -top top"]
+        lines += [f"synth -flatten -top {module} -noabc"]
     lines += ["delete t:$scopeinfo",
               f"dfflibmap -liberty {liberty} {dont_use}",
               f"abc -liberty {liberty} -constr abc.constr -D {int(clock_ps)} {dont_use}",
@@ -365,9 +394,8 @@ def synth_script(*, module, clock_ps, liberty="cells.lib", macros=()):
               f"insbuf -buf {buf} {a} {y}",
               "opt_clean -purge",
               f"tee -q -o stat.json stat -json -liberty {liberty}",
-              f"rename top {module}",
-              # (`write_verilog -selected FILE MODULE` aborts inside YoWASP; black boxes are
-              # not written without -blackboxes anyway.)
+              # Black boxes are left out (no -blackboxes); a selection after the file name
+              # would be a syntax error ("extra filename argument").
               "write_verilog -noattr -noexpr -nohex -nodec netlist.v"]
     return "\n".join(lines) + "\n"
 
@@ -571,7 +599,7 @@ def _macro_ports(doc, module, macros, mems):
     by_name = {m["name"]: m for m in mems}
     out = []
     for i, memid in enumerate(macros):
-        mod_name = f"{module}__mem_{i}"
+        mod_name = f"{module}_mem_{i}"
         mod = doc["modules"].get(mod_name)
         if mod is None:
             raise ToolError(f"yosys did not create the macro module {mod_name}")
@@ -615,8 +643,11 @@ def _macro_ports(doc, module, macros, mems):
         out.append({"module": mod_name, "memid": memid, "width": width,
                     "depth": params["SIZE"], "bits": width * params["SIZE"],
                     "rom": bool(m.get("rom")), "read_ports": rd_ports, "write_ports": wr_ports,
-                    "sync_read": bool(rd_clk_en), "pins": {p: [direction[p], r, s]
-                                                            for p, (r, s) in pins.items()},
+                    "sync_read": bool(rd_clk_en),
+                    # Every port of the black box, with the memory port it reaches; submod
+                    # passes whole wires, so a port may have bits that reach none (role None).
+                    "pins": {p: [d, *pins.get(p, (None, False))]
+                             for p, d in sorted(direction.items())},
                     "unclassified_pins": sorted(set(direction) - set(pins))})
     return out
 
@@ -647,6 +678,12 @@ def macro_liberty(macros, *, library, timing=None):
              "  capacitive_load_unit (%g,pf);" % library.info["cap_unit_pf"],
              '  voltage_unit : "1V";', '  current_unit : "1uA";',
              '  leakage_power_unit : "1nW";', "  delay_model : table_lookup;"]
+    # OpenSTA refuses a library without measurement thresholds; the OSU libraries' values.
+    for edge in ("rise", "fall"):
+        lines += [f"  slew_lower_threshold_pct_{edge} : 20;",
+                  f"  slew_upper_threshold_pct_{edge} : 80;",
+                  f"  input_threshold_pct_{edge} : 50;",
+                  f"  output_threshold_pct_{edge} : 50;"]
     for m in macros:
         lines.append(f"  cell ({m['module']}) {{")
         lines.append(f"    area : 0;")
@@ -654,14 +691,14 @@ def macro_liberty(macros, *, library, timing=None):
         async_addr = [p for p, (_, role, sync) in m["pins"].items()
                       if role == "RD_ADDR" and not sync]
         for pin, (direction, role, sync) in sorted(m["pins"].items()):
-            lines.append(f"    pin ({pin}) {{")
+            lines.append(f"    pin (\"{pin}\") {{")
             lines.append(f"      direction : {direction};")
             if direction == "input":
                 lines.append(f"      capacitance : {cap:g};")
                 if role == "CLK":
                     lines.append("      clock : true;")
                 elif sync and clk:
-                    lines += [f"      timing () {{", f"        related_pin : \"{clk[0]}\";",
+                    lines += ["      timing () {", f"        related_pin : \"{clk[0]}\";",
                               "        timing_type : setup_rising;",
                               f"        rise_constraint (scalar) {{ values (\"{t['setup_ns']:g}\"); }}",
                               f"        fall_constraint (scalar) {{ values (\"{t['setup_ns']:g}\"); }}",
@@ -715,7 +752,9 @@ def sta_script(*, liberties, netlists, top, clock_ns, ports, buffer_load_pf,
               'puts "BNNHW worst_slack_max [sta::worst_slack -max]"',
               'puts "BNNHW worst_slack_min [sta::worst_slack -min]"',
               'puts "BNNHW tns_max [sta::total_negative_slack -max]"',
-              f"set_power_activity -input -activity {activity:g}",
+              # Every net (the clock aside) at the same activity: vectorless. Propagating from the
+              # inputs (-input) crashes OpenSTA 2.0 on macro stubs, which have no functions.
+              f"set_power_activity -global -activity {activity:g}",
               'puts "BNNHW-POWER-BEGIN"',
               "report_power -digits 6",
               'puts "BNNHW-POWER-END"']
@@ -944,14 +983,13 @@ def _module_name(index, stage):
 
 
 def _core(net, folding):
-    import warnings
     from ..hw.folding import load_folding
     from ..hw.network import NetworkCore
     folding = load_folding(net, folding)
-    with warnings.catch_warnings():
-        # The core is built for its stage list; stages are elaborated one by one.
-        warnings.filterwarnings("ignore", message=".*created but never used")
-        core = NetworkCore(net=net, folding=folding)
+    core = NetworkCore(net=net, folding=folding)
+    # Built for its stage list (each stage is converted on its own), never elaborated whole:
+    # keep Amaranth from warning that it was unused.
+    core._MustUse__silence = True
     return core, folding
 
 
@@ -1274,7 +1312,7 @@ def format_markdown(report):
               f"{_f(t['images_per_second_per_mm2'])} images/s per mm² of die.",
               ]
     if pw:
-        lines.append(f"- Power at {s['clock_mhz']:g} MHz (vectorless, input activity "
+        lines.append(f"- Power at {s['clock_mhz']:g} MHz (vectorless, every net's activity "
                      f"{s['power_input_activity']:g}): {pw['total'] * 1e3:,.2f} mW "
                      f"(internal {pw['internal'] * 1e3:,.2f}, switching "
                      f"{pw['switching'] * 1e3:,.2f}, leakage {pw['leakage'] * 1e6:,.3f} uW).")
