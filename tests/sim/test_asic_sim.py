@@ -67,8 +67,8 @@ def test_gate_level_detects_a_wrong_bit(tiny, cache, tmp_path):
 
 @pytest.mark.slow
 def test_gate_level_example_model(tmp_path):
-    """The project's example model, its own folding: about 4 minutes under Icarus (4 images,
-    18,432 cycles each, twice)."""
+    """The project's example model, its own folding: 4 images of 18,432 cycles, twice (153k
+    cycles of 27k cells); 4 min under Icarus on a quiet machine, 8.8 min on a busy one."""
     from bnnhw.demo import example_model_path
     net = bnnhw.load_model(example_model_path())
     r = asic.verify_gate_level(net, cache_dir=tmp_path / "cache", out_dir=tmp_path / "v")
