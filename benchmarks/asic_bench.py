@@ -9,9 +9,10 @@ example model ten times its default rate. Every row is one :func:`bnnhw.gen.asic
 call with an empty stage cache (``--jobs 2``), so "flow s" is the full time of the flow on
 this machine; finished rows are kept in ``build/asic_bench/results.json`` (``--redo`` reruns).
 
-Run (about 30-40 min on 2 cores)::
+Run (about 30-40 min on 2 cores; ``--verify``: the gate-level simulation of the example core,
+4-9 min; ``--placement``: a qflow place-and-route trial of one small stage)::
 
-    .venv/bin/python benchmarks/asic_bench.py
+    .venv/bin/python benchmarks/asic_bench.py [--verify] [--placement]
 
 Prints the table and writes the "ASIC" section of BENCHMARKS.md.
 """
@@ -88,6 +89,58 @@ def run_one(key, fname, memories, jobs):
             "whole_core_path": report["whole_core_timing"]["critical_path"]}
 
 
+def run_verify(jobs):
+    """Gate-level simulation of the example core (Icarus, osu018 cell models), as
+    ``bnnhw asic --verify`` runs it."""
+    net = bnnhw.load_model(MODELS["example"]["path"])
+    before = machine_note()
+    with tempfile.TemporaryDirectory(prefix="bnnhw-asic-verify-") as tmp:
+        r = asic.verify_gate_level(net, cache_dir=Path(tmp) / "cache", out_dir=Path(tmp) / "v",
+                                   jobs=jobs)
+    return dict(r, machine_before=before, machine_after=machine_note())
+
+
+def run_placement():
+    """qflow (Debian; its own Yosys synthesis, graywolf placement, qrouter routing, vesta
+    timing with the routed parasitics) on one small stage, a StreamFIFO(width=8, depth=16),
+    beside this flow's pre-layout figure of the same stage."""
+    import re
+    import shutil
+    from bnnhw.gen.verilog import to_rtlil, to_verilog
+    from bnnhw.hw.convert import StreamFIFO
+    if shutil.which("qflow") is None:
+        raise RuntimeError("qflow is not installed (apt-get install qflow)")
+    lib = asic.find_library("osu018")
+    fifo = StreamFIFO(width=8, depth=16)
+    with tempfile.TemporaryDirectory(prefix="bnnhw-qflow-") as tmp:
+        tmp = Path(tmp)
+        r = asic.synthesize_stage(to_rtlil(fifo, "top"), lib, module="fifo",
+                                  cache_dir=tmp / "cache")
+        t = asic.run_sta(liberties=[lib.liberty], netlists=[r["netlist"]], top="fifo",
+                         clock_mhz=100.0, ports=r["ports"], library=lib)
+        (tmp / "q" / "source").mkdir(parents=True)
+        (tmp / "q" / "source" / "fifo.v").write_text(to_verilog(StreamFIFO(width=8, depth=16),
+                                                                "fifo"))
+        start = time.monotonic()
+        proc = subprocess.run(["qflow", "synthesize", "place", "route", "backanno", "-T",
+                               "osu018", "fifo"], cwd=tmp / "q", capture_output=True,
+                              text=True, timeout=1800)
+        seconds = time.monotonic() - start
+        logs = {n: (tmp / "q" / "log" / f"{n}.log").read_text(errors="replace")
+                if (tmp / "q" / "log" / f"{n}.log").exists() else ""
+                for n in ("synth", "place", "route", "post_sta")}
+    fmax = re.search(r"Computed maximum clock frequency \(zero margin\) = ([0-9.]+) MHz",
+                     logs["post_sta"])
+    routed = "Final: No failed routes!" in logs["route"]
+    cells = re.search(r"Other cells = (\d+)", logs["route"])
+    return {"stage": "StreamFIFO(width=8, depth=16)", "qflow_exit": proc.returncode,
+            "qflow_seconds": round(seconds, 1), "routed": routed,
+            "post_route_fmax_mhz": float(fmax.group(1)) if fmax else None,
+            "qflow_cells": int(cells.group(1)) if cells else None,
+            "bnnhw_cells": r["cell_count"], "bnnhw_area_um2": r["area_um2"],
+            "bnnhw_prelayout_fmax_mhz": t["fmax_mhz"]}
+
+
 def load_store():
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
 
@@ -124,11 +177,34 @@ def report(store):
                     f"{r['flow_seconds']:,.0f}"])
     notes = []
     for k, r in store.items():
-        if "error" in r:
+        if "error" in r or k.startswith(("verify/", "placement/")):
             continue
         b, a = r["machine_before"], r["machine_after"]
         notes.append(f"`{k}`: load {b['load'][0]:.1f} before / {a['load'][0]:.1f} after"
                      + (f"; also running: {', '.join(b['busy'])}" if b["busy"] else ""))
+    v = store.get("verify/example")
+    extra = []
+    if v and "error" not in v:
+        extra += ["", f"Gate-level simulation (`bnnhw asic --verify`) of the example core: the "
+                  f"stitched osu018 netlist with the library's UDP cell models under Icarus, "
+                  f"{v['images']} images streamed clean and with random stalls: "
+                  f"{'bit-exact with the golden model' if v['passed'] else 'FAILED'}, "
+                  f"{v['cycles_per_image']:,} cycles/image as the RTL, {v['sim_cycles']:,} "
+                  f"cycles simulated in {v['run_seconds']:.0f} s ({v['seconds']:.0f} s with "
+                  f"synthesis; load {v['machine_before']['load'][0]:.1f}). Verilator 5.048 "
+                  f"does not compile the cell models (their specify/specparam blocks)."]
+    q = store.get("placement/fifo")
+    if q and "error" not in q:
+        ratio = q["bnnhw_prelayout_fmax_mhz"] / q["post_route_fmax_mhz"]
+        extra += ["", f"Placement trial (`--placement`): qflow 1.3 (Debian: its own Yosys "
+                  f"synthesis, graywolf placement, qrouter routing, vesta with the routed "
+                  f"parasitics) on one small stage, {q['stage']}: {q['qflow_cells']} "
+                  f"components, routed: {q['routed']}, post-route Fmax "
+                  f"{q['post_route_fmax_mhz']} MHz, {q['qflow_seconds']:.0f} s wall; this "
+                  f"flow's pre-layout figure for the same stage: {q['bnnhw_cells']} cells, "
+                  f"{q['bnnhw_area_um2']:,.0f} um², {q['bnnhw_prelayout_fmax_mhz']:.0f} MHz "
+                  f"(pre-layout Fmax {ratio:.2f}x the routed one here; qflow maps the RTL "
+                  f"itself, so the netlists differ). Larger stages were not placed."]
     header = ["model", "folding", "memories", "PE x SIMD", "cell area mm²", "sequential",
               "FFs", "die mm² (70 %)", "Fmax MHz", "cycles/image", "images/s at Fmax",
               "images/s per mm²", "power mW at 100 MHz", "flow s"]
@@ -149,6 +225,7 @@ def report(store):
         markdown_table(header, rows), "",
         "Machine load during each run (the machine is shared with other sessions):", ""]
     body += [f"- {n}" for n in notes]
+    body += extra
     return "\n".join(body)
 
 
@@ -160,6 +237,10 @@ def main(argv=None):
                    choices=list(asic.MEMORY_MODES))
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--redo", action="store_true", help="rerun rows that have results")
+    p.add_argument("--verify", action="store_true",
+                   help="also the gate-level simulation of the example core")
+    p.add_argument("--placement", action="store_true",
+                   help="also the qflow placement and routing trial of one small stage")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     args = p.parse_args(argv)
@@ -181,6 +262,17 @@ def main(argv=None):
             r = store[k]
             print(f"  {r.get('flow_seconds', 'failed')} s "
                   f"{r.get('total', {}).get('area_um2', r.get('error'))}", flush=True)
+        extras = ([("verify/example", lambda: run_verify(args.jobs))] if args.verify else []) \
+            + ([("placement/fifo", run_placement)] if args.placement else [])
+        for k, fn in extras:
+            if k in store and "error" not in store[k] and not args.redo:
+                continue
+            print(f"{k} ...", flush=True)
+            try:
+                store[k] = fn()
+            except Exception as e:  # noqa: BLE001
+                store[k] = {"error": f"{type(e).__name__}: {e}"[:400]}
+            save_store(store)
     body = report(store)
     print(body)
     if not args.no_write:

@@ -698,10 +698,11 @@ def macro_liberty(macros, *, library, timing=None):
                 if role == "CLK":
                     lines.append("      clock : true;")
                 elif sync and clk:
+                    setup = f"(scalar) {{ values (\"{t['setup_ns']:g}\"); }}"
                     lines += ["      timing () {", f"        related_pin : \"{clk[0]}\";",
                               "        timing_type : setup_rising;",
-                              f"        rise_constraint (scalar) {{ values (\"{t['setup_ns']:g}\"); }}",
-                              f"        fall_constraint (scalar) {{ values (\"{t['setup_ns']:g}\"); }}",
+                              f"        rise_constraint {setup}",
+                              f"        fall_constraint {setup}",
                               "      }"]
             else:
                 if sync and clk:
@@ -1299,8 +1300,8 @@ def format_markdown(report):
                       "memory bits (logic)", "memory bits (macro)", "Fmax MHz (stages)",
                       "cycles/image"], rows), ""]
     pw = t["power_w_at_clock"]
-    lines += [f"- Cell area **{t['area_um2'] / 1e6:,.3f} mm²** ({100 * t['sequential_fraction']:.0f} % "
-              f"sequential), {t['cell_count']:,} cells, {t['flip_flops']:,} flip-flops.",
+    lines += [f"- Cell area **{t['area_um2'] / 1e6:,.3f} mm²** "
+              f"({100 * t['sequential_fraction']:.0f} % sequential), {t['cell_count']:,} cells, {t['flip_flops']:,} flip-flops.",
               f"- Die estimate **{t['die_area_mm2']:,.3f} mm²** at {100 * s['utilization']:.0f} % "
               f"utilisation (cell area / utilisation"
               + (f" + macros at an assumed {s['macro_um2_per_bit']:.1f} um²/bit" if
