@@ -1301,7 +1301,8 @@ def format_markdown(report):
                       "cycles/image"], rows), ""]
     pw = t["power_w_at_clock"]
     lines += [f"- Cell area **{t['area_um2'] / 1e6:,.3f} mm²** "
-              f"({100 * t['sequential_fraction']:.0f} % sequential), {t['cell_count']:,} cells, {t['flip_flops']:,} flip-flops.",
+              f"({100 * t['sequential_fraction']:.0f} % sequential), {t['cell_count']:,} cells, "
+              f"{t['flip_flops']:,} flip-flops.",
               f"- Die estimate **{t['die_area_mm2']:,.3f} mm²** at {100 * s['utilization']:.0f} % "
               f"utilisation (cell area / utilisation"
               + (f" + macros at an assumed {s['macro_um2_per_bit']:.1f} um²/bit" if
