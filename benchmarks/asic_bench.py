@@ -58,7 +58,7 @@ def machine_note():
     """Load average and the busiest processes that are not this benchmark (shared machine)."""
     load = os.getloadavg()
     try:
-        ps = subprocess.run(["ps", "-eo", "pid,ppid,pcpu,comm", "--sort=-pcpu"],
+        ps = subprocess.run(["ps", "-eo", "pid,ppid,pcpu,args", "--sort=-pcpu"],
                             capture_output=True, text=True).stdout.splitlines()[1:]
     except OSError:
         ps = []
@@ -68,7 +68,7 @@ def machine_note():
         pid, ppid, cpu, comm = line.split(None, 3)
         if int(pid) in mine or int(ppid) in mine or float(cpu) < 20:
             continue
-        busy.append(f"{comm} {float(cpu):.0f}%")
+        busy.append(f"`{comm[:60]}` {float(cpu):.0f}%")
     return {"load": [round(x, 2) for x in load], "busy": busy[:6]}
 
 
@@ -209,7 +209,8 @@ def report(store):
               "FFs", "die mm² (70 %)", "Fmax MHz", "cycles/image", "images/s at Fmax",
               "images/s per mm²", "power mW at 100 MHz", "flow s"]
     body = [
-        f"`bnnhw asic MODEL` (equivalently: `{COMMAND}`): every stage of the core synthesized "
+        f"Command: `{COMMAND}` (each row is one `bnnhw asic MODEL [--folding FILE] "
+        "[--memories M]` run, from an empty cache). Every stage of the core synthesized "
         "on its own to the OSU 0.18 um standard cells (Debian `qflow-tech-osu018`) with YoWASP "
         "Yosys (`synth -flatten -noabc; dfflibmap; abc -liberty -constr -D 10000`), in "
         "parallel (2 jobs), then OpenSTA (Debian `opensta` 2.0.17) on every stage and on the "
