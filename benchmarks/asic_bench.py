@@ -226,6 +226,11 @@ def report(store):
         markdown_table(header, rows), "",
         "Machine load during each run (the machine is shared with other sessions):", ""]
     body += [f"- {n}" for n in notes]
+    missing = [f"`{k}/{f}/{m}`" for k in MODELS for f in ("finn", "fast")
+               for m in ("logic", "macro") if f"{k}/{f}/{m}" not in store]
+    if missing:
+        body += ["", "Not run yet (the session ran out of time; rerun the command, finished "
+                 "rows are kept): " + ", ".join(missing) + "."]
     body += extra
     return "\n".join(body)
 
