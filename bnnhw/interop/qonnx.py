@@ -1061,7 +1061,7 @@ class _Importer:
         tw = tmat.astype(np.int8)
         if conv:
             weight = tw.T.reshape(w.shape)
-            pv = 1
+            pv = 0 if prev["kind"] == "codes" else 1        # the IR's defaults when unpadded
             if pad_width:
                 if prev["kind"] == "codes":
                     q = (pad_value - alpha) / beta
