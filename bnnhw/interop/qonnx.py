@@ -977,12 +977,12 @@ class _Importer:
                 else self.data.pad
             if zero_pad and pad_width:
                 _fail(label, f"pads twice (its own pads {pads} after {pad_label})")
-            if zero_pad:
-                pad_value, pad_width = 0.0, zero_pad
             in_shape = self.data.shape
             core = self.data.index
-            if pad_width:
+            if pad_width:           # the ring a Pad node added
                 core = core[:, pad_width:-pad_width, pad_width:-pad_width]
+            if zero_pad:
+                pad_value, pad_width = 0.0, zero_pad
             canon = prev_stage.canon
             want = np.arange(int(np.prod(canon))).reshape(canon)
             if len(canon) != 3 or core.shape != want.shape or not np.array_equal(core, want):
