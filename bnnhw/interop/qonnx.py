@@ -216,7 +216,7 @@ def _monotone(b, axis=0):
 
 
 def _short(values, n=4):
-    values = [float(v) for v in values]
+    values = [float(v) + 0.0 for v in values]       # no "-0"
     text = ", ".join(f"{v:g}" for v in values[:n])
     return "{" + text + (", ..." if len(values) > n else "") + "}"
 
@@ -239,7 +239,7 @@ class _Importer:
         self.terminator = None
         self.n_compute = 0
         self.first_quant = None     # what the input stage became
-        self.negate_last = False
+        self.folded = []            # labels of nodes evaluated on constants only
 
     # -- entry ---------------------------------------------------------------------------
 
@@ -370,6 +370,7 @@ class _Importer:
             a = _attrs(node)
             start, end = a.get("start", 0), a.get("end", None)
             self.consts[node.output[0]] = full[start:end]
+            self.folded.append(label)
             return
         if len(dyn) > 1:
             kind = "a residual add" if op in ("Add", "Sum", "Sub") else "a join"
@@ -416,6 +417,7 @@ class _Importer:
             raise
         except Exception as e:          # a custom op's own assertion, for instance
             _fail(label, f"cannot be evaluated on its constant inputs ({e})")
+        self.folded.append(label)
         src = next((self.origin[n] for n in node.input if n in self.origin), None)
         keep = node.op_type in LAYOUT | {"Cast"} and src is not None
         for name, value in zip(node.output, outs):
@@ -1255,6 +1257,12 @@ class _Importer:
         return t, sigma < 0
 
     def _network(self):
+        mentioned = {label for nodes, _ in self.report.steps for label in nodes}
+        rest = [label for label in self.folded
+                if label not in mentioned and not any(m.startswith(label) for m in mentioned)]
+        if rest:
+            self.report.steps.insert(0, (rest, "constants: evaluated once on their constant "
+                                               "inputs (shapes, weight transforms, scales)"))
         meta_props = {p.key: p.value for p in self.model.metadata_props}
         name = meta_props.get("bnnhw.name") or re.sub(r"\W", "_", Path(self.file).stem) or "onnx"
         classes = ()
