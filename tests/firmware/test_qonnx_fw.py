@@ -16,7 +16,7 @@ from testdata import MNIST, shared_file  # noqa: E402
 pytestmark = pytest.mark.firmware
 
 
-@pytest.mark.parametrize("target", ["host", "aarch64"])
+@pytest.mark.parametrize("target", ["host", pytest.param("aarch64", marks=pytest.mark.slow)])
 def test_imported_tfc_firmware_run(tmp_path, monkeypatch, target):
     from bnnhw.model.datasets import load_mnist
     monkeypatch.setenv("BNNHW_CACHE", str(tmp_path / "cache"))
