@@ -105,7 +105,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bnnhw setup: installing bnnhw and its Python dependencies into $venv"
   log="$venv/pip-install.log"
   if ! { "$venv/bin/python" -m pip install --upgrade pip &&
-         "$venv/bin/python" -m pip install -e ".[test]"; } >"$log" 2>&1; then
+         "$venv/bin/python" -m pip install -e ".[test,onnx]"; } >"$log" 2>&1; then
     tail -n 30 "$log" >&2
     echo "bnnhw setup: error: pip install failed (full log: $log)" >&2
     exit 1

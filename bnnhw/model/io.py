@@ -129,10 +129,15 @@ def _open_npz(path):
 
 
 def load_model(path):
-    """Load a model file: bnnhw's own format or a BNN-PYNQ ``.npz`` (detected by content).
+    """Load a model file: bnnhw's own format or a BNN-PYNQ ``.npz`` (detected by content), or
+    a QONNX / FINN-ONNX ``.onnx`` file (:func:`bnnhw.interop.load_onnx`, extra ``bnnhw[onnx]``).
 
     Raises :class:`~bnnhw.errors.ModelError` naming the file, layer and field on bad input.
     """
+    if Path(path).suffix.lower() == ".onnx":
+        # QONNX / FINN-ONNX, through the optional extra bnnhw[onnx] (imported only here).
+        from ..interop import load_onnx
+        return load_onnx(path)
     contents = _open_npz(path)
     if HEADER_KEY in contents:
         return _from_bnnhw(contents, str(path))
