@@ -76,18 +76,21 @@ def make_clock(platform, family, fout_hz):
     """
     m = Module()
     fin = platform.default_clk_frequency
-    clk = platform.request(platform.default_clk, 0)
     m.domains.sync = cd = ClockDomain("sync")
     if family == "ice40":
+        # The iCE40UP5K's PLL sits on the clock pin's own site: it takes the pad directly
+        # (SB_PLL40_PAD), not through an input buffer.
+        pad = platform.request(platform.default_clk, 0, dir="-")
         params, f = ice40_pll_params(fin, fout_hz)
         locked = Signal()
         m.submodules.pll = Instance(
-            "SB_PLL40_CORE", p_FEEDBACK_PATH="SIMPLE",
+            "SB_PLL40_PAD", p_FEEDBACK_PATH="SIMPLE",
             p_DIVR=Const(params["DIVR"], 4), p_DIVF=Const(params["DIVF"], 7),
             p_DIVQ=Const(params["DIVQ"], 3), p_FILTER_RANGE=Const(params["FILTER_RANGE"], 3),
-            i_REFERENCECLK=clk.i, i_RESETB=Const(1), i_BYPASS=Const(0),
+            i_PACKAGEPIN=pad.io, i_RESETB=Const(1), i_BYPASS=Const(0),
             o_PLLOUTGLOBAL=cd.clk, o_LOCK=locked)
     elif family == "ecp5":
+        clk = platform.request(platform.default_clk, 0)
         params, f = ecp5_pll_params(fin, fout_hz)
         locked = Signal()
         m.submodules.pll = Instance(
@@ -106,6 +109,7 @@ def make_clock(platform, family, fout_hz):
             i_PHASESTEP=Const(1), i_PHASELOADREG=Const(1), i_PLLWAKESYNC=Const(0),
             i_ENCLKOP=Const(0), o_LOCK=locked)
     else:
+        clk = platform.request(platform.default_clk, 0)
         params, f = {}, fin
         locked = Const(1)
         m.d.comb += cd.clk.eq(clk.i)

@@ -11,12 +11,12 @@ import os
 import sys
 
 from ..errors import BnnhwError
-from . import demo, firmware, hardware, model
+from . import boards, demo, firmware, hardware, model
 
 __all__ = ["main", "build_parser"]
 
 #: The command modules, in the order their commands are listed by ``bnnhw --help``.
-COMMAND_MODULES = (model, demo, firmware, hardware)
+COMMAND_MODULES = (model, demo, firmware, hardware, boards)
 
 
 def build_parser():
