@@ -207,8 +207,8 @@ def plot(result, path):
         ax2.annotate(f"{v:,.0f} µs", (b_.get_x() + b_.get_width() / 2, v), ha="center",
                      va="bottom", fontsize=9)
     ax2.set_yscale("log")
-    ax2.set_title(f"one image, whole network\nFPGA streams {f['images_per_second']:,.0f} "
-                  f"images/s, CPU {1e6 / result['cpu']['total_us']:,.0f}", fontsize=10)
+    ax2.set_title(f"one image, whole network\nstreaming: FPGA {f['images_per_second']:,.0f} "
+                  f"/s, CPU {1e6 / result['cpu']['total_us']:,.0f}/s", fontsize=9)
     ax2.grid(axis="y", which="both", alpha=0.3)
     fig.tight_layout()
     path = Path(path)
