@@ -157,9 +157,9 @@ def register(sub):
 
     p = sub.add_parser("board", help="talk to a board: board run sends images, gets scores",
                        description="bnnhw board run --board B --port DEV MODEL INPUT.npy -o "
-                                   "SCORES.npy: scores from a programmed board over its UART",
-                       add_help=False)
-    p.add_argument("action", metavar="run")
+                                   "SCORES.npy: scores from a programmed board over its UART "
+                                   "(bnnhw board run --help: its options)")
+    p.add_argument("action", metavar="run", choices=("run",))
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_board)
 
