@@ -191,8 +191,51 @@ def step_hardware(ctx):
     hw["latency_us"] = lat / clock
 
 
+#: The board the demo builds for, and its design clock (MHz).
+DEMO_BOARD = "ulx3s"
+
+
+def step_boards(ctx):
+    """The board flow on the example model: fit estimate, bitstream, CPU vs FPGA comparison.
+
+    ``--quick`` stops after the fit estimate (no place and route, no comparison)."""
+    import bnnhw.boards  # noqa: F401  (registers the bitstream step)
+    from bnnhw.boards import BOARDS
+    from .plan.core import CorePlan
+    from .plan.devices import device
+    from .plan.estimate import check_fit, estimate
+    net = ctx["net"]
+    folding = ctx["results"].get("hardware", {}).get("folding")
+    spec = BOARDS[DEMO_BOARD]
+    dev = device(spec["device"])
+    _heading(f"board: {DEMO_BOARD} ({dev.name}), build and CPU vs FPGA comparison")
+    plan, mm = CorePlan.for_device(net, folding, dev)
+    est = estimate(plan, dev, memory_map=mm)
+    check_fit(est, dev)
+    print(f"fit estimate: LUT {est['lut']:,}/{dev.luts:,}, FF {est['ff']:,}/{dev.ffs:,}, "
+          f"{dev.fam.bram} {est['bram']}/{dev.brams}: fits")
+    out = Path(ctx["out"]) / "compare"
+    if getattr(ctx["args"], "quick", False):
+        print(f"--quick: no bitstream and no comparison (run `bnnhw build "
+              f"{example_model_path()} --board {DEMO_BOARD}` and `bnnhw compare ...`)")
+        return
+    from .compare import compare
+    r = compare(net, DEMO_BOARD, out, folding=folding)
+    f, c = r["fpga"], r["cpu"]
+    print(f"bitstream: {f['build_folder']}/board ({f['board']}, clock {f['clock_mhz']:.1f} MHz, "
+          f"Fmax {f['fmax_mhz']} MHz, timing {'met' if f['timing_met'] else 'NOT met'})")
+    print(f"one image: CPU {c['total_us']:,.1f} µs ({c['build']}), FPGA "
+          f"{f['latency_us']:,.1f} µs; streaming: FPGA {f['images_per_second']:,.0f} "
+          f"images/s, CPU {1e6 / c['total_us']:,.0f}")
+    print(f"table {out / 'compare.md'}; plot {out / 'compare.png'}")
+    ctx["results"]["boards"] = {"board": DEMO_BOARD, "compare": str(out / "compare.json"),
+                                "plot": str(out / "compare.png"),
+                                "fpga_latency_us": f["latency_us"],
+                                "cpu_latency_us": c["total_us"]}
+
+
 STEPS = [("model", step_model), ("golden", step_golden), ("firmware", step_firmware),
-         ("hardware", step_hardware)]
+         ("hardware", step_hardware), ("boards", step_boards)]
 
 
 def run_demo(args):
