@@ -23,12 +23,11 @@ import json
 import re
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError, ToolError
+from .errors import ToolError
 from .flow.build import write_json
 
 __all__ = ["compare", "HOST_BUILDS", "cpu_latency", "fpga_latency", "plot"]

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from .devices import FAMILIES, Device
 
 __all__ = ["Memory", "MemoryChoice", "core_memories", "options", "split_block",
-           "bram_tiles", "map_memories", "MemoryMap"]
+           "bram_tiles", "rom_luts", "MemoryMap"]
 
 
 @dataclass(frozen=True)
