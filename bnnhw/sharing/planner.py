@@ -148,37 +148,34 @@ def greedy_cover(delta, weight, distance):
 def _prim(delta, n, distance, intermediates, max_depth):
     """Minimum spanning tree over classes plus the scratch root.
 
-    Returns ``order`` (classes in the order attached, a valid computation order),
-    ``parent`` (class index, -1: scratch) and ``steps`` (derivation steps of the arc).
+    Returns ``order`` (classes in the order attached, a valid computation order) and
+    ``parent`` (class index, -1: scratch).
     """
     m = delta.shape[0]
     direct = delta <= distance
-    if intermediates:
-        cost = delta.astype(np.float64)
-        steps = np.where(direct, 1, -(-delta // distance))
-    else:
-        cost = np.where(direct, delta, np.inf).astype(np.float64)
-        steps = np.ones_like(delta)
-    np.fill_diagonal(cost, np.inf)
+    steps = np.where(direct, 1, -(-delta // distance)) if intermediates else np.ones_like(delta)
     # Key (cost, steps) as one number: ties in cost prefer the shorter chain.
     big = float(n + 2)
+    cand = delta * big + steps
+    if not intermediates:
+        cand = np.where(direct, cand, np.inf)
     key = np.full(m, n * big)                    # the scratch arc: cost n, no steps
-    parent = np.full(m, -1)
-    arc_steps = np.zeros(m, np.int64)
-    depth = np.zeros(m, np.int64)
     done = np.zeros(m, bool)
+    parent = np.full(m, -1)
+    depth = np.zeros(m, np.int64)
     order = []
-    limit = np.inf if max_depth is None else max_depth
     for _ in range(m):
-        v = int(np.argmin(np.where(done, np.inf, key)))
-        done[v] = True
+        v = int(np.argmin(key))
         order.append(v)
-        depth[v] = 0 if parent[v] < 0 else depth[parent[v]] + arc_steps[v]
-        cand = cost[v] * big + steps[v]
-        better = ~done & (cand < key) & (depth[v] + steps[v] <= limit)
-        key[better] = cand[better]
+        if parent[v] >= 0:
+            depth[v] = depth[parent[v]] + steps[parent[v], v]
+        key[v] = np.inf                          # never picked again
+        done[v] = True
+        better = (cand[v] < key) & ~done
+        if max_depth is not None:
+            better &= depth[v] + steps[v] <= max_depth
+        key[better] = cand[v][better]
         parent[better] = v
-        arc_steps[better] = steps[v][better]
     return order, parent
 
 
@@ -229,38 +226,51 @@ def plan_channel(kernels, n, mode, *, intermediates=True, max_depth=None):
     else:
         order, parent = _prim(sub, n, distance, intermediates, max_depth)
 
-    # Orientation of scratch entries: the one most of its readers use (fewer inversions).
-    readers = [np.flatnonzero(rep_of[of] == r) for r in reps]
+    # Orientation. Reading an entry inverted costs one n - p per reader, deriving an entry as
+    # the inverse of its source one n - p for all readers: per terminal, take the cheaper
+    # (fewest inversions; a scratch entry's orientation is free). Plain Python ints: the
+    # groups are tiny.
+    ks_all = [int(k) for k in kernels]
+    term_of = [terminal[int(rep_of[c])] for c in of]
+    readers = [[] for _ in reps]
+    for k, t in zip(ks_all, term_of):
+        readers[t].append(k)
+
+    def direct(ks, bits):
+        """Readers that read ``bits`` without inversion."""
+        return sum(1 for k in ks if 2 * (k ^ bits).bit_count() <= n)
+
     entries, entry_of = [], {}
     for t in order:
-        r = reps[t]
-        cls = int(classes[r])
+        cls = int(classes[reps[t]])
+        ks = readers[t]
         if parent[t] < 0:
-            ks = kernels[readers[t]]
-            near = np.bitwise_count((ks ^ cls).astype(np.uint64)) \
-                <= np.bitwise_count((ks ^ (cls ^ mask)).astype(np.uint64))
-            bits = cls if 2 * int(near.sum()) >= len(ks) else cls ^ mask
+            bits = cls if 2 * direct(ks, cls) >= len(ks) else cls ^ mask
             entry_of[t] = len(entries)
             entries.append(KernelEntry(bits))
             continue
-        src = entry_of[parent[t]]
+        src = entry_of[int(parent[t])]
         src_bits = entries[src].bits
         h = (src_bits ^ cls).bit_count()
         target = cls if h <= n - h else cls ^ mask
+        a = direct(ks, target)
+        invert = len(ks) - a > a + 1
+        steps = _chain(src_bits, target, distance)
         bits = src_bits
-        for step in _chain(src_bits, target, distance):
+        for j, step in enumerate(steps):
             bits ^= sum(1 << p for p in step)
-            entries.append(KernelEntry(bits, src, False, step))
+            if invert and j == len(steps) - 1:
+                entries.append(KernelEntry(bits ^ mask, src, True, step))
+            else:
+                entries.append(KernelEntry(bits, src, False, step))
             src = len(entries) - 1
         entry_of[t] = src
 
     entry, inverted = [], []
-    for o in range(len(kernels)):
-        k = int(kernels[o])
-        e = entry_of[terminal[int(rep_of[of[o]])]]
-        bits = entries[e].bits
+    for k, t in zip(ks_all, term_of):
+        e = entry_of[t]
         entry.append(e)
-        inverted.append((k ^ bits).bit_count() > (k ^ bits ^ mask).bit_count())
+        inverted.append(2 * (k ^ entries[e].bits).bit_count() > n)
     return ChannelPlan(tuple(entries), tuple(entry), tuple(inverted))
 
 
