@@ -11,12 +11,12 @@ import os
 import sys
 
 from ..errors import BnnhwError
-from . import asic, boards, demo, firmware, hardware, interop, model
+from . import asic, boards, demo, firmware, hardware, interop, model, share
 
 __all__ = ["main", "build_parser"]
 
 #: The command modules, in the order their commands are listed by ``bnnhw --help``.
-COMMAND_MODULES = (model, demo, firmware, hardware, boards, asic, interop)
+COMMAND_MODULES = (model, demo, firmware, hardware, boards, asic, interop, share)
 
 
 def build_parser():
