@@ -1,10 +1,27 @@
-"""What the commands share: model and array loading, atomic score files, short previews."""
+"""What the commands share: model and array loading, atomic score files, short previews,
+argument types."""
+
+import argparse
+import math
 
 import numpy as np
 
 from ..model.datasets import load_array
+from ..outputs import check_output_file
 
-__all__ = ["load_net", "load_input", "save_scores", "preview"]
+__all__ = ["load_net", "load_input", "save_scores", "preview", "positive_number",
+           "check_output_file"]
+
+
+def positive_number(text):
+    """argparse type: a finite number > 0 (``0``, ``-100``, ``nan``, ``inf`` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
+    return value
 
 
 def load_net(path):
@@ -20,7 +37,7 @@ def load_input(path):
 
 def save_scores(path, scores):
     """Write scores to ``path`` (.npy) atomically."""
-    from ..model.io import atomic_write
+    from ..outputs import atomic_write
 
     def write(tmp):
         with open(tmp, "wb") as f:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BnnhwError, InputError
-from ._common import load_input, load_net, preview, save_scores
+from ._common import check_output_file, load_input, load_net, preview, save_scores
 
 __all__ = ["register"]
 
@@ -41,6 +41,7 @@ def cmd_info(args):
 
 def cmd_run(args):
     from .. import golden
+    check_output_file(args.output)
     net = load_net(args.model)
     x = load_input(args.input)
     scores = golden.forward(net, x)
@@ -124,6 +125,7 @@ def cmd_eval(args):
 
 def cmd_convert(args):
     from ..model import save_model
+    check_output_file(args.output)
     net = load_net(args.model)
     save_model(net, args.output)
     print(f"{args.model} -> {args.output} (bnnhw model format, id {net.fingerprint()})")
