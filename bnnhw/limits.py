@@ -27,7 +27,7 @@ import os
 
 from .errors import InputError
 
-__all__ = ["LIMITS", "limit", "check_size"]
+__all__ = ["LIMITS", "limit", "check_size", "check_count"]
 
 #: ``{name: (environment variable, default, unit)}``.
 LIMITS = {
@@ -58,6 +58,17 @@ def limit(name):
     if value < 1:
         raise InputError(f"${variable} must be a positive integer ({unit}), not {text!r}")
     return value
+
+
+def check_count(name, amount, what, error=InputError):
+    """Refuse a count (``"layers"``) above the maximum: ``"<what> has N layers, more than the
+    maximum M (set $VARIABLE ...)"``."""
+    top = limit(name)
+    if amount > top:
+        variable, _, unit = LIMITS[name]
+        raise error(f"{what} has {amount:,} {unit}, more than the maximum {top:,} "
+                    f"(set ${variable} to allow more)")
+    return amount
 
 
 def check_size(name, amount, what, error=InputError):

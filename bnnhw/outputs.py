@@ -276,6 +276,10 @@ class OutputFolder:
                 self._created.append(folder)
             self.tmp = Path(tempfile.mkdtemp(prefix="." + self.path.name + ".tmp.",
                                              dir=self.path.parent))
+            # mkdtemp makes 0700; the output gets the permissions a plain mkdir would.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.tmp, 0o777 & ~umask)
         except BaseException:
             _remove_created(self._created)
             raise

@@ -13,14 +13,23 @@ __all__ = ["load_net", "load_input", "save_scores", "preview", "positive_number"
            "check_output_file"]
 
 
+#: The largest value of a rate or clock argument (images/s, MHz): far above any hardware,
+#: far below where products with it overflow a float.
+MAX_NUMBER = 1e12
+
+
 def positive_number(text):
-    """argparse type: a finite number > 0 (``0``, ``-100``, ``nan``, ``inf`` are refused)."""
+    """argparse type: a finite number in ``(0, 1e12]`` (``0``, ``-100``, ``nan``, ``inf``,
+    ``1e308`` are refused)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
+    if value > MAX_NUMBER:
+        raise argparse.ArgumentTypeError(f"must be a positive number of at most "
+                                         f"{MAX_NUMBER:g}, not {text!r}")
     return value
 
 

@@ -301,8 +301,9 @@ def generate(net, out_dir, *, folding=None, target_fps=None, clock_mhz=100.0, in
     if folding is not None and target_fps is not None:
         raise InputError("give either a folding or a target frame rate, not both")
     if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float)) or \
-            not (math.isfinite(clock_mhz) and clock_mhz > 0):
-        raise InputError(f"clock must be a positive number of MHz, not {clock_mhz!r}")
+            not (math.isfinite(clock_mhz) and 0 < clock_mhz <= 1e12):
+        raise InputError(f"clock must be a positive number of MHz (at most 1e12), not "
+                         f"{clock_mhz!r}")
     top = _check_top(top or top_name_for(net))
     # The output folder is checked (and its temporary sibling made) before the long work.
     with OutputFolder(out_dir, "generate") as tmp:

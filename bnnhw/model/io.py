@@ -96,11 +96,18 @@ def load_model(path):
 
     Raises :class:`~bnnhw.errors.ModelError` naming the file, layer and field on bad input.
     """
+    file = str(path)
     with _open_npz(path) as archive:
-        if HEADER_KEY in archive:
-            return _from_bnnhw(archive, str(path))
-        if "meta_json" in archive:
-            return _from_bnn_pynq(archive, str(path))
+        try:
+            if HEADER_KEY in archive:
+                return _from_bnnhw(archive, file)
+            if "meta_json" in archive:
+                return _from_bnn_pynq(archive, file)
+        except ModelError as e:
+            # Every message names the file (the layer constructors name layer and field).
+            if file in str(e):
+                raise
+            raise ModelError(f"{file}: {e}") from None
     raise ModelError(f"model file {str(path)!r} is neither a bnnhw model (no {HEADER_KEY!r} "
                      f"entry) nor a BNN-PYNQ parameter file (no 'meta_json' entry)")
 
@@ -175,17 +182,17 @@ def _from_bnnhw(archive, file):
             layers.append(LAYER_TYPES[kind](name=name, **params, **arrays))
         except TypeError as e:
             raise ModelError(f"{file}: layer {name!r} ({kind}): {e}") from None
-    try:
-        return Network(name=header["name"], input_shape=tuple(header["input_shape"]),
-                       quantizer=quantizer, layers=tuple(layers),
-                       classes=tuple(header.get("classes", ())), meta=header.get("meta", {}))
-    except ModelError as e:
-        raise ModelError(f"{file}: {e}") from None
+    return Network(name=header["name"], input_shape=tuple(header["input_shape"]),
+                   quantizer=quantizer, layers=tuple(layers),
+                   classes=tuple(header.get("classes", ())), meta=header.get("meta", {}))
 
 
 def load_bnn_pynq(path):
     """Load a BNN-PYNQ parameter file (``../shared/data/bnn-pynq/*.npz``) as a Network."""
-    return _from_bnn_pynq(_open_npz(path), str(path))
+    with _open_npz(path) as archive:
+        if "meta_json" not in archive:
+            raise ModelError(f"{str(path)}: BNN-PYNQ file has no 'meta_json' entry")
+        return _from_bnn_pynq(archive, str(path))
 
 
 def _from_bnn_pynq(archive, file):
@@ -223,9 +230,6 @@ def _from_bnn_pynq(archive, file):
     classes = tuple(meta.get("classes", ()))
     net_meta = {"source": "bnn-pynq", "dataset": meta.get("dataset"),
                 "network": meta.get("network"), "folding": folding}
-    try:
-        return Network(name=meta.get("network", "bnn_pynq") + "_" + meta.get("dataset", ""),
-                       input_shape=input_shape, quantizer=quantizer, layers=tuple(layers),
-                       classes=classes, meta=net_meta)
-    except ModelError as e:
-        raise ModelError(f"{file}: {e}") from None
+    return Network(name=meta.get("network", "bnn_pynq") + "_" + meta.get("dataset", ""),
+                   input_shape=input_shape, quantizer=quantizer, layers=tuple(layers),
+                   classes=classes, meta=net_meta)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ModelError
-from ..limits import check_size
+from ..limits import check_count, check_size
 from .layers import (COMPUTE_TYPES, BinaryConv2d, BinaryDense, Clip, FixedPointQuantizer,
                      MaxPool, MultibitConv2d, Output, Threshold, ThresholdQuantizer)
 from .schema import check_class_name, check_identifier, dump_json
@@ -120,7 +120,7 @@ class Network:
             raise ModelError(f"network quantizer must be an input quantizer, "
                              f"not {self.quantizer!r}")
         layers = tuple(self.layers)
-        check_size("layers", len(layers), f"network of {len(layers)} layers", error=ModelError)
+        check_count("layers", len(layers), "the network", error=ModelError)
         object.__setattr__(self, "layers", layers)
         object.__setattr__(self, "classes", tuple(
             check_class_name(c if isinstance(c, str) else str(c), i)

@@ -84,6 +84,8 @@ def _read_header(f, where, error):
                 f, max_header_size=MAX_NPY_HEADER)
         else:
             raise ValueError(f"unsupported .npy format version {version}")
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:      # the archive, not the header
+        raise error(f"{where} is corrupt ({e})") from None
     except _CORRUPT as e:
         raise error(f"{where} has no valid .npy header ({e})") from None
     if not isinstance(shape, tuple) or not all(

@@ -17,7 +17,7 @@ import math
 import re
 
 from ..errors import ModelError
-from ..limits import check_size
+from ..limits import check_count, check_size
 
 __all__ = ["NAME_PATTERN", "LAYER_NAME_PATTERN", "check_identifier", "check_layer_name",
            "check_class_name", "strict_json", "dump_json", "check_bnnhw_header",
@@ -91,17 +91,26 @@ def _type_name(value):
                                                                     type(value).__name__)
 
 
+def _described(value):
+    """``a string 'x'``, ``null``, ``a boolean true``: a JSON value for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean {str(value).lower()}"
+    return f"{_type_name(value)} {_short(value)}"
+
+
 def _expect(value, types, where, what, error=ModelError):
     if not isinstance(value, types) or (isinstance(value, bool) and bool not in (
             types if isinstance(types, tuple) else (types,))):
-        raise error(f"{where} must be {what}, not {_type_name(value)} {_short(value)}")
+        raise error(f"{where} must be {what}, not {_described(value)}")
     return value
 
 
 def check_int_field(value, where, minimum=None, maximum=None, error=ModelError):
     """A JSON integer (not a boolean, not ``8.0`` or ``8.5``) within the bounds."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise error(f"{where} must be an integer, not {_type_name(value)} {_short(value)}")
+        raise error(f"{where} must be an integer, not {_described(value)}")
     if minimum is not None and value < minimum:
         raise error(f"{where} must be at least {minimum}, not {value}")
     if maximum is not None and value > maximum:
@@ -167,7 +176,7 @@ def check_bnnhw_header(header, file, *, format, version):
     _check_classes(header.get("classes", []), f"{file}: classes")
     _expect(header.get("meta", {}), dict, f"{file}: meta", "an object")
     layers = _expect(header["layers"], list, f"{file}: layers", "a list of layer objects")
-    check_size("layers", len(layers), f"{file}: {len(layers)} layers", error=ModelError)
+    check_count("layers", len(layers), f"{file}: the model", error=ModelError)
     for i, entry in enumerate(layers):
         where = f"{file}: layer {i}"
         _expect(entry, dict, where, "an object {\"kind\", \"name\", \"params\", \"arrays\"}")
@@ -203,7 +212,7 @@ def check_bnn_pynq_meta(meta, file):
     layers = _expect(meta["layers"], list, f"{where} layers", "a list of layer objects")
     if not layers:
         raise ModelError(f"{where} lists no layers")
-    check_size("layers", len(layers), f"{where}: {len(layers)} layers", error=ModelError)
+    check_count("layers", len(layers), f"{where}", error=ModelError)
     _expect(meta["topology"], str, f"{where} topology", "a string")
     bits = meta.get("first_layer_input_bits", 1)
     check_int_field(bits, f"{where} first_layer_input_bits", 1, 16)

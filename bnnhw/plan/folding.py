@@ -119,9 +119,10 @@ def check_folding(net, folding):
                 raise ModelError(f"layer {info.name!r}: {key} must be a positive integer, "
                                  f"not {v!r}")
             if v > top and key == "PE":
-                raise ModelError(f"layer {info.name!r}: PE must be at most {top} (its "
-                                 f"{layer.out_channels} output channels rounded up to a power "
-                                 f"of two), not {v}")
+                why = (f"its {top} output channels" if top == layer.out_channels else
+                       f"its {layer.out_channels} output channels rounded up to a power of two")
+                raise ModelError(f"layer {info.name!r}: PE must be at most {top} ({why}), "
+                                 f"not {v}")
             if v > top:
                 raise ModelError(f"layer {info.name!r}: SIMD must be at most the {top} inputs "
                                  f"(K), not {v}")
@@ -218,6 +219,9 @@ def auto_folding(net, *, images_per_second, clock_hz):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 \
                 or not math.isfinite(v):
             raise ModelError(f"{name} must be a positive number, not {v!r}")
+    if not math.isfinite(clock_hz / images_per_second):
+        raise ModelError(f"a clock of {clock_hz!r} Hz at {images_per_second!r} images/s gives no "
+                         f"finite cycle budget")
     budget = math.floor(clock_hz / images_per_second)
     out = {}
     for info in _compute_infos(net):
