@@ -11,6 +11,7 @@ files and child processes (:mod:`bnnhw.procs`).
 import argparse
 import os
 import sys
+import warnings
 
 from ..errors import BnnhwError
 from ..procs import Interrupted, handle_signals
@@ -48,7 +49,17 @@ def build_parser():
     return parser
 
 
+def _quiet_unfinished_hardware():
+    """After an error or an interruption half-way through elaboration, Amaranth would warn
+    once per component left unelaborated (when it is garbage-collected); those warnings say
+    nothing about the error and would break the one-line rule."""
+    hdl = sys.modules.get("amaranth.hdl")
+    if hdl is not None and hasattr(hdl, "UnusedElaboratable"):
+        warnings.simplefilter("ignore", hdl.UnusedElaboratable)
+
+
 def _error(message):
+    _quiet_unfinished_hardware()
     print(f"bnnhw: error: {' '.join(str(message).split())}", file=sys.stderr)
     return 2
 
@@ -77,9 +88,11 @@ def main(argv=None):
         where = f"{str(e.filename)!r}: " if e.filename else ""
         return _error(f"{where}{e.strerror or e}")
     except Interrupted as e:
+        _quiet_unfinished_hardware()
         print(f"bnnhw: interrupted by {e.name}", file=sys.stderr)
         return 128 + e.signum
     except KeyboardInterrupt:
+        _quiet_unfinished_hardware()
         print("bnnhw: interrupted", file=sys.stderr)
         return 130
     except MemoryError:
@@ -88,6 +101,7 @@ def main(argv=None):
     except Exception as e:           # a bug: one line, the traceback on request
         if os.environ.get("BNNHW_DEBUG"):
             raise
+        _quiet_unfinished_hardware()
         print(f"bnnhw: internal error: {type(e).__name__}: {' '.join(str(e).split())} "
               f"(set BNNHW_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
