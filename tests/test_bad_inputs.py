@@ -495,6 +495,15 @@ MODEL_CASES = [
 ]
 
 
+def _digits_report(ws, mutate):
+    """The example model beside a copy of its training report, changed by ``mutate``."""
+    from bnnhw.examples import EXAMPLE_MODEL, EXAMPLE_REPORT
+    (ws / "in" / "d.npz").write_bytes(EXAMPLE_MODEL.read_bytes())
+    report = json.loads(EXAMPLE_REPORT.read_text())
+    mutate(report)
+    (ws / "in" / "d.json").write_text(json.dumps(report))
+
+
 def _lying_zip(path):
     """A zip whose directory says a member is shorter than its data really is."""
     data = npy_bytes(np.zeros(1000, np.uint8))
@@ -572,6 +581,12 @@ INPUT_CASES = [
          mnist_case(gz(b"\0\0\x0d\x03" + b"\0" * 20), gz(idx_bytes([10], b"\0" * 10)))),
     Case("idx-not-gzip", "eval in/lfc.npz --mnist in/mnist", r"IDX file .* is unreadable",
          mnist_case(b"plain text, not gzip", gz(idx_bytes([10], b"\0" * 10)))),
+    Case("digits-report-bad-split", "eval in/d.npz --digits", r"training report '.*d\.json': "
+         r"split\.test_fraction must be a number from 0\.01 to 0\.99, not 'all'",
+         lambda ws: _digits_report(ws, lambda r: r["split"].update(test_fraction="all"))),
+    Case("digits-report-bad-count", "eval in/d.npz --digits", r"training report '.*d\.json': "
+         r"test_correct must be an integer from 0 to 1000000, not 1e\+300",
+         lambda ws: _digits_report(ws, lambda r: r.update(test_correct=1e300))),
     Case("eval-limit-negative", "eval MODEL --inputs X --labels in/y.npy --limit -3",
          r"--limit must be a number of images >= 0 \(0: all\), not -3",
          file_case(npy_bytes(np.zeros(4, np.int64)), "y.npy")),

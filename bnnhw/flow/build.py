@@ -121,7 +121,7 @@ class Build:
             if isinstance(data, dict) and data.get("format") == BUILD_FORMAT and \
                     data.get("version") == BUILD_VERSION and isinstance(data.get("steps"), dict):
                 return data
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             pass
         return {"format": BUILD_FORMAT, "version": BUILD_VERSION, "steps": {}}
 
