@@ -229,6 +229,8 @@ MODEL_CASES = [
          file_case(lambda p: p.write_bytes((BNN_PYNQ / "lfcW1A1_mnist.npz").read_bytes()[:9000]))),
     Case("model-is-directory", "run in/dir X -o OUT", r"model file '.*dir' is a directory",
          lambda ws: (ws / "in" / "dir").mkdir()),
+    Case("model-dev-zero", "run in/zero.npz X -o OUT", r"model file '.*zero\.npz' is not a "
+         r"regular file", lambda ws: os.symlink("/dev/zero", ws / "in" / "zero.npz")),
     Case("model-missing", "run in/none.npz X -o OUT", r"model file '.*none\.npz' does not exist"),
     Case("pickle-member", "run MODEL X -o OUT",
          r"member '__bnnhw__\.npy' holds object values: .*never Python objects",
@@ -550,6 +552,8 @@ INPUT_CASES = [
          r"a readable \.npy array \(it is a text file\)", file_case(b"1,2,3\n", "t.npy")),
     Case("npy-bad-header", "run MODEL in/t.npy -o OUT", r"has no valid \.npy header",
          file_case(b"\x93NUMPY\x01\x00\x10\x00{'descr': 1}    \n", "t.npy")),
+    Case("input-fifo", "run MODEL in/pipe.npy -o OUT", r"input file '.*pipe\.npy' is not a "
+         r"regular file", lambda ws: os.mkfifo(ws / "in" / "pipe.npy")),
     Case("input-float", "run MODEL in/f.npy -o OUT", r"input must be raw bytes \(uint8\), not "
          r"float32", file_case(npy_bytes(np.zeros((2, 16), np.float32)), "f.npy")),
     Case("input-shape", "run MODEL in/f.npy -o OUT", r"input of model 'tiny' must have shape "
@@ -613,6 +617,9 @@ FOLDING_CASES = [
          r"\(set \$BNNHW_MAX_HW_LANES", folding_case(
              '{"fc0": {"PE": 8, "SIMD": 16}, "fc1": {"PE": 1, "SIMD": 8}}'),
          env={"BNNHW_MAX_HW_LANES": "100"}),
+    Case("folding-fifo", "generate MODEL -o GEN --folding in/fold.json",
+         r"folding file '.*fold\.json' is not a regular file",
+         lambda ws: os.mkfifo(ws / "in" / "fold.json")),
     Case("folding-missing-file", "generate MODEL -o GEN --folding in/none.json",
          r"cannot read folding file '.*none\.json'"),
 ]

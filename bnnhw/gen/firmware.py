@@ -373,6 +373,8 @@ def build_runner(gen_dir, out_dir, *, target="host", impl="neon", sanitize=False
     build_dir = out_dir / f"build-{tag}"
     lib_dir = Path(lib_dir) if lib_dir is not None else out_dir / f"lib-{tag}"
     runner = build_dir / "bnn_runner"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    lib_dir.mkdir(parents=True, exist_ok=True)
     # make runs in out_dir on relative paths (or links) without spaces: folder names with
     # spaces or shell characters build too.
     cwd = out_dir.resolve()

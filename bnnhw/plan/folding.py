@@ -192,6 +192,8 @@ def load_folding(net, folding=None):
     elif isinstance(folding, (str, Path)):
         path = Path(folding)
         try:
+            if path.exists() and not path.is_file():
+                raise ModelError(f"folding file {str(path)!r} is not a regular file")
             if path.is_file() and path.stat().st_size > MAX_FOLDING_BYTES:
                 raise ModelError(f"folding file {str(path)!r} is larger than "
                                  f"{MAX_FOLDING_BYTES:,} bytes")

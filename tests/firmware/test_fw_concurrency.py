@@ -139,3 +139,19 @@ def test_interrupted_firmware_build_leaves_nothing(tmp_path):
     after = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*")
              if p.is_file()}
     assert after == before
+
+
+def test_header_folder_with_spaces_outside_the_build_folder(tmp_path, inputs):
+    """A path make cannot take as it is (spaces, quotes) reaches it through a link."""
+    from bnnhw.gen import firmware as fw
+    net = load_model(MODEL)
+    gen = fw.generate(net, tmp_path / "head ers; 'x'", build=False)
+    runner = fw.build_runner(gen, tmp_path / "out", impl="scalar")
+    links = [p for p in (tmp_path / "out").iterdir() if p.is_symlink()]
+    assert [os.readlink(p) for p in links] == [str(gen.resolve())]
+    x_path, expected = inputs
+    fw.write_input(net, np.load(x_path), tmp_path / "in.bin")
+    proc = fw.run_runner(runner, "host", [tmp_path / "in.bin", tmp_path / "out.bin"])
+    assert proc.returncode == 0, proc.stderr
+    assert np.array_equal(fw.read_scores(tmp_path / "out.bin", len(expected),
+                                         net.num_classes), expected)
