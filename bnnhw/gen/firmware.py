@@ -378,17 +378,18 @@ def build_runner(gen_dir, out_dir, *, target="host", impl="neon", sanitize=False
     # make runs in out_dir on relative paths (or links) without spaces: folder names with
     # spaces or shell characters build too.
     cwd = out_dir.resolve()
+    gen = _make_path(gen_dir, cwd)
     args = ["-f", str(fw / "Makefile"), f"HERE={_make_path(fw, cwd)}/",
             f"TARGET={target}", f"IMPL={impl}", f"BUILD={_make_path(build_dir, cwd)}",
-            f"LIBBUILD={_make_path(lib_dir, cwd)}", f"GEN={_make_path(gen_dir, cwd)}",
+            f"LIBBUILD={_make_path(lib_dir, cwd)}", f"GEN={gen}",
             f"SAN={1 if sanitize else 0}"]
     if extra_cflags:
         args.append(f"EXTRA_CFLAGS={extra_cflags}")
-    # Always relink: a runner that was cut short (a full disk, a killed build) is newer than
-    # its sources and make would keep it. Linking is cheap; the library objects are reused.
-    if os.path.lexists(runner):
-        os.unlink(runner)
-    _make(args + ["runner"], cwd)
+    # Always relink (make -W: the header counts as new): a runner that was cut short (a full
+    # disk, a killed build) is newer than its sources and make would keep it. The link goes
+    # to a temporary name renamed onto the runner (firmware/Makefile), so a process running
+    # the old runner is never disturbed; the library objects are reused.
+    _make(args + ["-W", f"{gen}/bnn_model_data.h", "runner"], cwd)
     return runner
 
 
