@@ -240,7 +240,9 @@ STEPS = [("model", step_model), ("golden", step_golden), ("firmware", step_firmw
 
 def run_demo(args):
     """Run every demo step in order; write a JSON summary into ``args.output``."""
+    from .outputs import check_output_file
     out = Path(getattr(args, "output", "build/demo"))
+    check_output_file(out / "summary.json", "demo summary")    # before the work, not after
     out.mkdir(parents=True, exist_ok=True)
     ctx = {"args": args, "out": out, "results": {}}
     for name, step in STEPS:

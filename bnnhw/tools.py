@@ -16,6 +16,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from . import procs
 from .errors import ToolError
 
 __all__ = ["yowasp", "yowasp_env", "require", "verilator_root", "versions", "version",
@@ -92,7 +93,7 @@ def verilator_root():
 
 def _first_line(args):
     try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        proc = procs.run(args, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
     text = (proc.stdout or proc.stderr).strip()

@@ -1,7 +1,7 @@
 """Board targets: each board wraps a network core in pins (UART, LEDs) and its clock.
 
 ``bnnhw build MODEL --board B`` builds a board's bitstream through the build flow (the
-``bitstream`` step registered here, :mod:`bnnhw.boards.build`); ``bnnhw board run`` talks to
+``bitstream`` step registered here, :mod:`bnnhw.boards.bitstream`); ``bnnhw board run`` talks to
 the board (:mod:`bnnhw.boards.client`). ``python -m bnnhw.boards.icebreaker`` /
 ``python -m bnnhw.boards.ulx3s`` are the older entry points (:func:`build`). Core components
 (:mod:`bnnhw.hw`) never touch pins; only this package does.

@@ -19,7 +19,7 @@ FIFO holds bytes (an image is being received or waits for the core), or after an
 
 :func:`build` makes a bitstream with amaranth-boards and YoWASP (no vendor tools) and returns
 Fmax and utilisation from nextpnr's ``--report`` (the older entry point; ``bnnhw build`` runs
-:func:`bnnhw.boards.build.build_board` through the build flow).
+:func:`bnnhw.boards.bitstream.build_board` through the build flow).
 """
 
 import json

@@ -30,7 +30,7 @@ def _tools(params):
 
 def _bitstream(build, *, board=None, freq_mhz=None, seed=1):
     from . import BOARDS
-    from .build import build_board
+    from .bitstream import build_board
     board = board or build.config.board
     if board is None:
         raise InputError("the bitstream step needs a board (Build.of(..., board=...))")

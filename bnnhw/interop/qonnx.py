@@ -1283,6 +1283,28 @@ class _Importer:
             raise ModelError(f"{self.file}: {e}") from None
 
 
+def _graph_tensors(graph):
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _graph_tensors(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _graph_tensors(subgraph)
+
+
+def _refuse_external_data(model, file):
+    import onnx
+    for tensor in _graph_tensors(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            raise ModelError(f"{file}: tensor {tensor.name!r} keeps its data in an external "
+                             f"file; bnnhw reads only self-contained ONNX files (save it with "
+                             f"save_as_external_data=False)")
+
+
 def import_onnx(path, *, input_scale=None):
     """Read a QONNX or FINN-ONNX file into a :class:`~bnnhw.model.Network`.
 
@@ -1306,15 +1328,19 @@ def import_onnx(path, *, input_scale=None):
         exactly.
     """
     import onnx
-    path = Path(path)
-    if not path.exists():
-        raise ModelError(f"model file {str(path)!r} does not exist")
+    from ..limits import check_size
+    from ..model.safeio import check_file
+    path = check_file(path, "model file", ModelError)
+    # The file is untrusted: its size is bounded before protobuf reads it, and tensors kept
+    # in external files (a location chosen by the file) are refused rather than followed.
+    check_size("model_bytes", path.stat().st_size, f"model file {str(path)!r}", ModelError)
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as e:       # protobuf's DecodeError and friends
         raise ModelError(f"model file {str(path)!r} is not a readable ONNX file "
                          f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") \
             from None
+    _refuse_external_data(model, str(path))
     imp = _Importer(model, str(path), input_scale)
     net = imp.run()
     return net, imp.report

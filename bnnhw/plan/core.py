@@ -19,6 +19,7 @@ Stage chain (one stage per entry, connected stream to stream)::
 from dataclasses import dataclass
 
 from ..errors import ModelError
+from ..limits import check_size
 from ..model.layers import BinaryConv2d, BinaryDense, MultibitConv2d
 from ..model.network import Network
 from .folding import load_folding
@@ -104,6 +105,11 @@ class CorePlan:
         blocks = net.blocks()
         if not blocks:
             raise ModelError(f"network {net.name!r} has no compute layer")
+        # The size of what would be built, checked before any stage is planned.
+        lanes = sum(self.folding[b.name]["PE"] * self.folding[b.name]["SIMD"]
+                    * getattr(b.compute.layer, "input_bits", 1) for b in blocks)
+        check_size("hw_lanes", lanes, f"the core of {net.name!r} at this folding "
+                   f"(PE x SIMD x input bits, summed over its layers)", error=ModelError)
         c, h, w = net.input_shape
         image_bytes = c * h * w
         first = blocks[0].compute.layer
