@@ -127,13 +127,21 @@ def cmd_compare(args):
     board_build.SHOW_PROGRESS = not args.quiet
     out = Path(args.output) if args.output else Path("build") / "compare" / \
         f"{net.name}-{args.board}"
+    cpus = [c.strip() for c in (args.cpu or "").split(",") if c.strip() and c != "host"]
+    if args.cpu_clock is not None and not 0 < args.cpu_clock < 10:
+        raise InputError(f"--cpu-clock must be in GHz between 0 and 10, not {args.cpu_clock:g}")
     r = compare(net, args.board, out, folding=folding, freq_mhz=args.freq,
-                repeats=args.repeats)
+                repeats=args.repeats, cpus=cpus, cpu_clock_ghz=args.cpu_clock,
+                asic=True if args.asic else None)
     f, c = r["fpga"], r["cpu"]
     print(f"{net.name}: CPU {c['total_us']:,.1f} µs/image ({c['build']}), FPGA "
           f"{f['latency_us']:,.1f} µs at {f['clock_mhz']:.1f} MHz "
           f"({r['ratio_latency_cpu_over_fpga']:.2f}x); throughput FPGA "
           f"{f['images_per_second']:,.0f} images/s vs CPU {1e6 / c['total_us']:,.0f}")
+    for name, col in r["extra_columns"].items():
+        print(f"  {name}: {col['total_us']:,.1f} µs/image")
+    if r["asic"] is None:
+        print("  no ASIC column (no asic step in the build folder; --asic runs it)")
     print(f"table {out / 'compare.md'}, JSON {out / 'compare.json'}, plot {out / 'compare.png'}")
 
 
@@ -172,6 +180,16 @@ def register(sub):
     p.add_argument("--folding", metavar="FILE", default=None)
     p.add_argument("--target-fps", type=float, default=None, metavar="N")
     p.add_argument("--repeats", type=int, default=11, help="CPU timing repeats (median)")
+    p.add_argument("--cpu", default="host", metavar="LIST",
+                   help="CPUs beside the FPGA, comma-separated: host (always measured) and "
+                        "ARM cores without hardware here, estimated from AArch64 instruction "
+                        "counts (qemu) and llvm-mca: cortex-a53, cortex-a72")
+    p.add_argument("--cpu-clock", type=float, default=None, metavar="GHZ",
+                   help="clock assumed for the ARM estimates (default cortex-a53 1.2, "
+                        "cortex-a72 1.5)")
+    p.add_argument("--asic", action="store_true",
+                   help="run the flow's asic step (OSU 0.18 um) for an ASIC column and report "
+                        "(without it, an asic step already in the build folder is used)")
     p.add_argument("-o", "--output", default=None,
                    help="folder for compare.md/.json/.png (default build/compare/MODEL-BOARD)")
     p.add_argument("--quiet", action="store_true")
