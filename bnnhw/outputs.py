@@ -12,7 +12,8 @@ Three rules, applied by every command (and by the library functions that write f
   leaves an existing output as it was.
 * **Never someone else's folder.** ``-o DIR`` replaces ``DIR`` only when it is empty or a
   previous bnnhw output of the same kind whose marker file lists everything in it (the
-  ``manifest.json`` of ``generate``, the ``firmware.json`` of ``firmware``). A folder holding
+  ``manifest.json`` of ``generate``, the ``firmware.json`` of ``firmware``, the
+  ``compare.json`` of ``compare``). A folder holding
   anything else (a model, the user's files), the current folder or one of its parents, and
   symbolic links are refused.
 """
@@ -166,10 +167,20 @@ def _listed_owned(marker):
     return set(files) if isinstance(files, list) else set()
 
 
+def _compare_owned(marker):
+    return {"compare.md", "compare.png"}
+
+
+def _asic_owned(marker):
+    return {"report.md"}
+
+
 #: Kinds of output folders: ``{kind: (marker file, marker format, owned files of a marker)}``.
 FOLDER_KINDS = {
     "generate": ("manifest.json", "bnnhw-manifest", _generate_owned),
     "firmware": ("firmware.json", "bnnhw-firmware", _listed_owned),
+    "compare": ("compare.json", "bnnhw-compare", _compare_owned),
+    "asic": ("report.json", "bnnhw-asic-report", _asic_owned),
 }
 
 

@@ -424,15 +424,19 @@ def test_cli_asic(tiny, tiny_report, cache, tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--clock-mhz", "0"], "--clock-mhz must be a positive frequency, not 0"),
+    (["--clock-mhz", "0"], "argument --clock-mhz: must be a positive number, not '0'"),
     (["--utilization", "0"], r"--utilization must be in \(0, 1\], not 0"),
-    (["--jobs", "0"], "--jobs must be at least 1, not 0"),
+    (["--jobs", "0"], "--jobs must be between 1 and 256, not 0"),
 ])
 def test_cli_asic_errors(tiny, tmp_path, capsys, args, message):
     import re
     model = tmp_path / "tiny.npz"
     save_model(tiny, model)
-    assert main(["asic", str(model), "-o", str(tmp_path / "out")] + args) == 2
+    try:
+        code = main(["asic", str(model), "-o", str(tmp_path / "out")] + args)
+    except SystemExit as e:                 # argparse's type errors exit from parse_args
+        code = e.code
+    assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.search(message, err[0]), err
     assert not (tmp_path / "out").exists()

@@ -711,7 +711,104 @@ OUTPUT_CASES = [
          r"build root '.*scores\.npy' exists and is not a directory"),
 ]
 
-ALL_CASES = MODEL_CASES + INPUT_CASES + FOLDING_CASES + ARGUMENT_CASES + OUTPUT_CASES
+def _onnx_with_external_data(ws):
+    """An ONNX file whose one initializer points at a file outside (``../../etc/passwd``)."""
+    from onnx import TensorProto, helper      # the onnx extra: setup.sh installs it
+    weight = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4])
+    weight.data_location = TensorProto.EXTERNAL
+    entry = weight.external_data.add()
+    entry.key, entry.value = "location", "../../etc/passwd"
+    node = helper.make_node("MatMul", ["x", "w"], ["y"])
+    graph = helper.make_graph([node], "evil", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 4])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1])], initializer=[weight])
+    (ws / "in" / "m.onnx").write_bytes(helper.make_model(graph).SerializeToString())
+
+
+def _previous_asic_report(ws):
+    folder = ws / "out" / "asic"
+    folder.mkdir()
+    (folder / "report.json").write_text(json.dumps({"format": "bnnhw-asic-report"}))
+    (folder / "report.md").write_text("old report\n")
+    (folder / "notes.txt").write_text("the user's notes")
+
+
+#: The commands that landed after the first battery: sharing, interchange, ASIC, boards.
+COMMAND_CASES = [
+    Case("share-json-dir", "share MODEL --json GEN", r"--json output '.*gen' is a directory"),
+    Case("share-plot-dir", "share MODEL --plot FW", r"--plot output '.*fw' is a directory"),
+    Case("share-plot-under-file", "share MODEL --plot out/scores.npy/p.png",
+         r"its folder '.*scores\.npy' is not a directory"),
+    Case("share-distance-negative", "share MODEL --max-distance -1",
+         r"--max-distance must be an integer >= 0, not -1"),
+    Case("share-distance-text", "share MODEL --max-distance far",
+         r"--max-distance must be an integer >= 0, not 'far'"),
+    Case("share-approximate-zero", "share MODEL --approximate --max-distance 0",
+         r"--approximate needs --max-distance >= 1"),
+    Case("share-no-convolution", "share MODEL", r"model 'tiny' has no binary convolution"),
+    Case("import-o-dir", "import in/m.onnx -o GEN", r"output '.*gen' is a directory"),
+    Case("import-not-onnx", "import X -o out/m.npz", r"model file '.*x\.npy' is not a readable "
+         r"ONNX file"),
+    Case("import-missing", "import in/none.onnx -o out/m.npz",
+         r"model file '.*none\.onnx' does not exist"),
+    Case("import-external-data", "import in/m.onnx -o out/m.npz", r"tensor 'w' keeps its data "
+         r"in an external file", _onnx_with_external_data),
+    Case("import-scale-zero", "import in/m.onnx -o out/m.npz --input-scale 0",
+         r"--input-scale must be a positive number, not '0'"),
+    Case("export-o-dir", "export MODEL -o GEN", r"output '.*gen' is a directory"),
+    Case("export-text-model", "export in/f.json -o out/m.onnx", r"model file '.*f\.json' is "
+         r"not a \.npz archive"),
+    Case("asic-clock-nan", "asic MODEL --clock-mhz nan",
+         r"argument --clock-mhz: must be a positive number, not 'nan'"),
+    Case("asic-library", "asic MODEL --library tsmc7", r"argument --library: invalid choice"),
+    Case("asic-jobs-zero", "asic MODEL --jobs 0", r"--jobs must be between 1 and 256, not 0"),
+    Case("asic-utilization", "asic MODEL --utilization 1.5",
+         r"--utilization must be in \(0, 1\], not 1\.5"),
+    Case("asic-json-dir", "asic MODEL --json GEN", r"--json output '.*gen' is a directory"),
+    Case("asic-o-user-folder", "asic MODEL -o IN", r"output folder '.*in' is not empty and is "
+         r"not a previous `bnnhw asic` output"),
+    Case("asic-o-foreign-file", "asic MODEL -o out/asic", r"output folder '.*asic' holds "
+         r"'notes\.txt', which the previous `bnnhw asic` did not write", _previous_asic_report),
+    Case("build-board-unknown", "build MODEL --board de10nano",
+         r"board must be one of icebreaker, ulx3s, tangnano9k, not 'de10nano'"),
+    Case("build-freq-zero", "build MODEL --board ulx3s --freq 0",
+         r"argument --freq: must be a positive number, not '0'"),
+    Case("build-freq-huge", "build MODEL --board ulx3s --freq 5000",
+         r"--freq must be a clock in MHz between 0 and 1000, not 5000"),
+    Case("build-fps-nan", "build MODEL --board ulx3s --target-fps nan",
+         r"argument --target-fps: must be a positive number, not 'nan'"),
+    Case("build-fps-and-folding", "build MODEL --board ulx3s --target-fps 10 --folding in/f.json",
+         r"give either --folding or --target-fps, not both"),
+    Case("build-folding-missing", "build MODEL --board ulx3s --folding in/none.json",
+         r"cannot read folding file '.*none\.json'"),
+    Case("compare-o-user-folder", "compare MODEL --board ulx3s -o IN", r"output folder '.*in' "
+         r"is not empty and is not a previous `bnnhw compare` output"),
+    Case("compare-o-file", "compare MODEL --board ulx3s -o OUT", r"output '.*scores\.npy' "
+         r"exists and is not a directory"),
+    Case("compare-cpu-unknown", "compare MODEL --board ulx3s --cpu cortex-x9",
+         r"--cpu: ARM core must be one of .*, not 'cortex-x9'"),
+    Case("compare-repeats-zero", "compare MODEL --board ulx3s --repeats 0",
+         r"--repeats must be between 1 and 10000, not 0"),
+    Case("compare-cpu-clock", "compare MODEL --board ulx3s --cpu cortex-a53 --cpu-clock 99",
+         r"--cpu-clock must be in GHz between 0 and 10, not 99"),
+    Case("board-run-o-dir", "board run --board ulx3s --port /dev/null MODEL X -o GEN",
+         r"scores output '.*gen' is a directory"),
+    Case("board-run-no-o", "board run --board ulx3s --port /dev/null MODEL X",
+         r"board run needs -o SCORES\.npy"),
+    Case("board-run-baud-zero", "board run --board ulx3s --port /dev/null --baud 0 MODEL X -o "
+         "out/s.npy", r"--baud must be a positive rate in bit/s, not 0"),
+    Case("board-run-timeout-nan", "board run --board ulx3s --port /dev/null --timeout nan "
+         "MODEL X -o out/s.npy", r"--timeout must be seconds between 0 and 3600, not nan"),
+    Case("board-run-board-unknown", "board run --board x --port /dev/null MODEL X -o out/s.npy",
+         r"board must be one of icebreaker, ulx3s, tangnano9k, not 'x'"),
+    Case("board-run-usage", "board run --board ulx3s --port /dev/null MODEL -o out/s.npy",
+         r"usage: bnnhw board run --board B --port DEV MODEL INPUT\.npy -o SCORES\.npy"),
+    Case("board-run-bad-input", "board run --board ulx3s --port /dev/null MODEL in/f.json -o "
+         "out/s.npy", r"input file '.*f\.json' is not a readable \.npy array"),
+]
+
+ALL_CASES = (MODEL_CASES + INPUT_CASES + FOLDING_CASES + ARGUMENT_CASES + OUTPUT_CASES
+             + COMMAND_CASES)
 
 
 def test_battery_size():

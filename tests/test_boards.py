@@ -161,7 +161,9 @@ def test_cli_board_run_writes_golden_scores(example, tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["build", "M", "--board", "nexys"], "board must be one of icebreaker, ulx3s, tangnano9k, "
                                          "not 'nexys'"),
-    (["build", "M", "--board", "ulx3s", "--freq", "-5"], "--freq must be a clock in MHz"),
+    (["build", "M", "--board", "ulx3s", "--freq", "-5"],
+     "argument --freq: must be a positive number, not '-5'"),
+    (["build", "M", "--board", "ulx3s", "--freq", "2000"], "--freq must be a clock in MHz"),
     (["build", "M", "--board", "ulx3s", "--folding", "f.json", "--target-fps", "10"],
      "give either --folding or --target-fps, not both"),
     (["board", "run", "--board", "ulx3s", "--port", "/dev/null", "M"],
@@ -172,7 +174,10 @@ def test_cli_board_run_writes_golden_scores(example, tmp_path, capsys):
 ])
 def test_cli_errors(argv, message, capsys, example, tmp_path):
     argv = [str(example_model_path()) if a == "M" else a for a in argv]
-    rc = main(argv)
+    try:
+        rc = main(argv)
+    except SystemExit as e:                 # argparse's type errors exit from parse_args
+        rc = e.code
     err = capsys.readouterr().err
     assert rc == 2
     assert err.startswith("bnnhw: error: ") and message in err, err

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError, ToolError
+from ._common import positive_number
 
 __all__ = ["register", "cmd_asic"]
 
@@ -65,12 +66,17 @@ def cmd_asic(args):
     from ..flow.steps import asic_variant
     from ..gen import asic
     from ._common import load_net
-    if not args.clock_mhz > 0 or args.clock_mhz == float("inf"):
-        raise InputError(f"--clock-mhz must be a positive frequency, not {args.clock_mhz:g}")
     if not 0 < args.utilization <= 1:
         raise InputError(f"--utilization must be in (0, 1], not {args.utilization:g}")
-    if args.jobs < 1:
-        raise InputError(f"--jobs must be at least 1, not {args.jobs}")
+    if not 1 <= args.jobs <= 256:
+        raise InputError(f"--jobs must be between 1 and 256, not {args.jobs}")
+    if args.macro_min_bits < 1:
+        raise InputError(f"--macro-min-bits must be at least 1, not {args.macro_min_bits}")
+    from ..outputs import check_output_file, check_output_folder
+    if args.json:
+        check_output_file(args.json, "--json output")
+    if args.output is not None:
+        check_output_folder(args.output, "asic")
     net = load_net(args.model)
     build = Build.of(net, args.folding)
     # Fail on a missing library or OpenSTA before minutes of synthesis.
@@ -127,7 +133,7 @@ def register(subparsers):
                    help="JSON {layer: {PE, SIMD}} (default: the model's, e.g. FINN's)")
     p.add_argument("--library", default="osu018", choices=LIBRARIES,
                    help="standard cells (Debian qflow-tech-<library>; default osu018)")
-    p.add_argument("--clock-mhz", type=float, default=100.0,
+    p.add_argument("--clock-mhz", type=positive_number, default=100.0,
                    help="timing constraint and power clock (default 100)")
     p.add_argument("--memories", default="logic", choices=MEMORY_MODES,
                    help="logic: memories (ROM weights too) become gates and flip-flops; "

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ._common import load_input, load_net, preview, save_scores
+from ._common import load_input, load_net, positive_number, preview, save_scores
 
 __all__ = ["register"]
 
@@ -49,11 +49,18 @@ def _check_freq(freq):
         raise InputError(f"--freq must be a clock in MHz between 0 and 1000, not {freq:g}")
 
 
+def _check_rate(args):
+    fps = getattr(args, "target_fps", None)
+    if fps is not None and not (fps > 0 and fps < 1e12):
+        raise InputError(f"--target-fps must be a positive number of images/s, not {fps:g}")
+
+
 def cmd_build(args):
     from ..boards import bitstream as board_build
     from ..flow import Build
     spec = _check_board(args.board)
     _check_freq(args.freq)
+    _check_rate(args)
     net = load_net(args.model)
     folding = _folding(net, args, args.board)
     freq = float(args.freq or spec["default_mhz"])
@@ -105,6 +112,12 @@ def cmd_board(args):
     if args.output is None:
         raise InputError("board run needs -o SCORES.npy")
     _check_board(args.board)
+    if not (args.baud > 0 and args.baud <= 100_000_000):
+        raise InputError(f"--baud must be a positive rate in bit/s, not {args.baud}")
+    if not (args.timeout > 0 and args.timeout <= 3600):
+        raise InputError(f"--timeout must be seconds between 0 and 3600, not {args.timeout:g}")
+    from ..outputs import check_output_file
+    check_output_file(args.output, "scores output")
     from ..boards.client import BoardClient
     net = load_net(args.args[0])
     x = load_input(args.args[1])
@@ -120,20 +133,40 @@ def cmd_board(args):
 def cmd_compare(args):
     from ..boards import bitstream as board_build
     from ..compare import compare
+    from ..arm_estimate import ARM_CORES
+    from ..flow.config import build_root
+    from ..outputs import check_output_folder
     _check_board(args.board)
     _check_freq(args.freq)
+    _check_rate(args)
+    if not 1 <= args.repeats <= 10_000:
+        raise InputError(f"--repeats must be between 1 and 10000, not {args.repeats}")
+    cpus = [c.strip() for c in (args.cpu or "").split(",") if c.strip() and c != "host"]
+    bad = [c for c in cpus if c not in ARM_CORES]
+    if bad:
+        raise InputError(f"--cpu: ARM core must be one of {', '.join(ARM_CORES)}, "
+                         f"not {bad[0]!r}")
+    if args.cpu_clock is not None and not 0 < args.cpu_clock < 10:
+        raise InputError(f"--cpu-clock must be in GHz between 0 and 10, not {args.cpu_clock:g}")
+    if args.output:
+        check_output_folder(args.output, "compare")
     net = load_net(args.model)
+    out = Path(args.output) if args.output else build_root() / "compare" / \
+        f"{net.name}-{args.board}"
     folding = _folding(net, args, args.board)
     board_build.SHOW_PROGRESS = not args.quiet
-    out = Path(args.output) if args.output else Path("build") / "compare" / \
-        f"{net.name}-{args.board}"
     r = compare(net, args.board, out, folding=folding, freq_mhz=args.freq,
-                repeats=args.repeats)
+                repeats=args.repeats, cpus=cpus, cpu_clock_ghz=args.cpu_clock,
+                asic=True if args.asic else None)
     f, c = r["fpga"], r["cpu"]
     print(f"{net.name}: CPU {c['total_us']:,.1f} µs/image ({c['build']}), FPGA "
           f"{f['latency_us']:,.1f} µs at {f['clock_mhz']:.1f} MHz "
           f"({r['ratio_latency_cpu_over_fpga']:.2f}x); throughput FPGA "
           f"{f['images_per_second']:,.0f} images/s vs CPU {1e6 / c['total_us']:,.0f}")
+    for name, col in r["extra_columns"].items():
+        print(f"  {name}: {col['total_us']:,.1f} µs/image")
+    if r["asic"] is None:
+        print("  no ASIC column (no asic step in the build folder; --asic runs it)")
     print(f"table {out / 'compare.md'}, JSON {out / 'compare.json'}, plot {out / 'compare.png'}")
 
 
@@ -146,11 +179,11 @@ def register(sub):
                                    "a UART, with a report (build folder: board/)")
     p.add_argument("model")
     p.add_argument("--board", required=True, help=f"one of {boards}")
-    p.add_argument("--freq", type=float, default=None, metavar="MHZ",
+    p.add_argument("--freq", type=positive_number, default=None, metavar="MHZ",
                    help="design clock (PLL); default per board (icebreaker 24, ulx3s 50, "
                         "tangnano9k 27)")
     p.add_argument("--folding", metavar="FILE", default=None)
-    p.add_argument("--target-fps", type=float, default=None, metavar="N",
+    p.add_argument("--target-fps", type=positive_number, default=None, metavar="N",
                    help="cheapest folding that reaches N images/s at --freq and fits the board")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_build)
@@ -168,11 +201,22 @@ def register(sub):
                                    "the FPGA (simulated cycles at the build's clock and Fmax)")
     p.add_argument("model")
     p.add_argument("--board", required=True, help=f"one of {boards}")
-    p.add_argument("--freq", type=float, default=None, metavar="MHZ")
+    p.add_argument("--freq", type=positive_number, default=None, metavar="MHZ")
     p.add_argument("--folding", metavar="FILE", default=None)
-    p.add_argument("--target-fps", type=float, default=None, metavar="N")
+    p.add_argument("--target-fps", type=positive_number, default=None, metavar="N")
     p.add_argument("--repeats", type=int, default=11, help="CPU timing repeats (median)")
+    p.add_argument("--cpu", default="host", metavar="LIST",
+                   help="CPUs beside the FPGA, comma-separated: host (always measured) and "
+                        "ARM cores without hardware here, estimated from AArch64 instruction "
+                        "counts (qemu) and llvm-mca: cortex-a53, cortex-a72")
+    p.add_argument("--cpu-clock", type=float, default=None, metavar="GHZ",
+                   help="clock assumed for the ARM estimates (default cortex-a53 1.2, "
+                        "cortex-a72 1.5)")
+    p.add_argument("--asic", action="store_true",
+                   help="run the flow's asic step (OSU 0.18 um) for an ASIC column and report "
+                        "(without it, an asic step already in the build folder is used)")
     p.add_argument("-o", "--output", default=None,
-                   help="folder for compare.md/.json/.png (default build/compare/MODEL-BOARD)")
+                   help="folder for compare.md/.json/.png (default <build root>/compare/MODEL-BOARD; "
+                        "an existing folder is replaced only if it is a previous compare)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_compare)

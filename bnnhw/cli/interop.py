@@ -22,7 +22,9 @@ def _scale(text):
 def cmd_import(args):
     from ..interop import import_onnx
     from ..model import save_model
+    from ..outputs import check_output_file
     scale = None if args.input_scale is None else _scale(args.input_scale)
+    check_output_file(args.output)
     net, report = import_onnx(args.model, input_scale=scale)
     save_model(net, args.output)
     for line in report.lines():
@@ -33,6 +35,8 @@ def cmd_import(args):
 
 def cmd_export(args):
     from ..interop import export_qonnx
+    from ..outputs import check_output_file
+    check_output_file(args.output)
     net = load_net(args.model)
     model = export_qonnx(net, args.output)
     print(f"{args.model} -> {args.output} (QONNX, opset {model.opset_import[0].version}, "

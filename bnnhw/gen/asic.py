@@ -1171,7 +1171,7 @@ def asic_report(net, folding=None, *, library="osu018", clock_mhz=100.0, memorie
                          "total": round(time.monotonic() - start, 1),
                          "stages_cached": sum(bool(r.get("cached")) for _, _, r in stages)}
     if out_dir is not None:
-        write_report(report, out_dir)
+        write_report(report, out_dir, folder=False)
     return report
 
 
@@ -1357,12 +1357,26 @@ def _table(header, rows):
     return "\n".join(out)
 
 
-def write_report(report, out_dir):
-    """Write ``report.json`` and ``report.md`` into ``out_dir`` (each atomically)."""
-    from ..model.io import atomic_write
-    out_dir = Path(out_dir)
-    text = json.dumps(report, indent=1, sort_keys=True) + "\n"
+def write_report(report, out_dir, *, folder=True):
+    """Write ``report.json`` and ``report.md`` into ``out_dir``.
+
+    With ``folder`` (``bnnhw asic -o DIR``) the folder is built beside ``out_dir`` and swapped
+    in (:class:`bnnhw.outputs.OutputFolder`): an existing folder is replaced only when it is
+    empty or a previous ASIC report. Without it (the build folder's ``asic`` step, which owns
+    its folder) each file is written atomically in place.
+    """
+    text = json.dumps({"format": "bnnhw-asic-report", **report}, indent=1, sort_keys=True,
+                      allow_nan=False) + "\n"
     md = format_markdown(report)
+    if folder:
+        from ..outputs import OutputFolder
+        with OutputFolder(out_dir, "asic") as tmp:
+            (tmp / "report.md").write_text(md)
+            (tmp / "report.json").write_text(text)
+        return
+    from ..outputs import atomic_write
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / "report.json", lambda p: Path(p).write_text(text))
     atomic_write(out_dir / "report.md", lambda p: Path(p).write_text(md))
 

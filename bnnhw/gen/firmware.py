@@ -40,7 +40,7 @@ from ..tools import C_COMPILERS, EMULATORS, require
 
 __all__ = ["TARGETS", "KERNELS", "firmware_dir", "header_text", "generate", "generate_folder",
            "build_runner", "run", "c_string", "run_runner", "write_input", "read_scores",
-           "check_target", "host_runner", "runner_kernels", "chosen_kernel"]
+           "check_target", "host_runner", "runner_kernels", "chosen_kernel", "build_bench"]
 
 #: Targets: C compiler, extra make variables, emulator (None: runs natively).
 TARGETS = {target: {"cc": cc, "package": package, "emulator": EMULATORS.get(target)}
@@ -558,3 +558,29 @@ def chosen_kernel(net, *, target="host", impl="neon", kernel=None, build_dir=Non
     runner = host_runner(net, target=target, impl=impl, build_dir=build_dir, root=root)
     return _runner_line(runner, target, (["-k", kernel] if kernel else []) + ["-q"],
                         "choose its kernel")
+
+
+def build_bench(out_dir, *, target="host", impl="neon", extra_cflags=""):
+    """Build ``bnn_bench`` (the per-layer kernel benchmark, no model needed) in
+    ``out_dir/bench-<target>-<impl>[-<cflags hash>]``; return its path.
+
+    Like :func:`build_runner`, make runs in ``out_dir`` on relative paths, so folder names
+    with spaces build too; the library objects live beside the bench.
+    """
+    check_target(target, emulator=False)
+    fw = firmware_dir()
+    out_dir = Path(out_dir)
+    tag = f"{target}-{impl}"
+    if extra_cflags:
+        tag += "-" + hashlib.sha256(extra_cflags.encode()).hexdigest()[:8]
+    build_dir = out_dir / f"bench-{tag}"
+    lib_dir = build_dir / "lib"
+    lib_dir.mkdir(parents=True, exist_ok=True)
+    cwd = out_dir.resolve()
+    args = ["-f", str(fw / "Makefile"), f"HERE={_make_path(fw, cwd)}/",
+            f"TARGET={target}", f"IMPL={impl}", f"BUILD={_make_path(build_dir, cwd)}",
+            f"LIBBUILD={_make_path(lib_dir, cwd)}"]
+    if extra_cflags:
+        args.append(f"EXTRA_CFLAGS={extra_cflags}")
+    _make(args + ["bench"], cwd)
+    return build_dir / "bnn_bench"
