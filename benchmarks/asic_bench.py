@@ -198,8 +198,9 @@ def report(store):
         ratio = q["bnnhw_prelayout_fmax_mhz"] / q["post_route_fmax_mhz"]
         extra += ["", f"Placement trial (`--placement`): qflow 1.3 (Debian: its own Yosys "
                   f"synthesis, graywolf placement, qrouter routing, vesta with the routed "
-                  f"parasitics) on one small stage, {q['stage']}: {q['qflow_cells']} "
-                  f"components, routed: {q['routed']}, post-route Fmax "
+                  f"parasitics) on one small stage, {q['stage']}: "
+                  + (f"{q['qflow_cells']} components, " if q.get("qflow_cells") else "")
+                  + f"routed: {'yes' if q['routed'] else 'NO'}, post-route Fmax "
                   f"{q['post_route_fmax_mhz']} MHz, {q['qflow_seconds']:.0f} s wall; this "
                   f"flow's pre-layout figure for the same stage: {q['bnnhw_cells']} cells, "
                   f"{q['bnnhw_area_um2']:,.0f} um², {q['bnnhw_prelayout_fmax_mhz']:.0f} MHz "
