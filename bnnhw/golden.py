@@ -255,7 +255,35 @@ def _ints(a):
 
 # -- the forward pass --------------------------------------------------------------------------
 
-def _forward_chunk(net, plan, raw, trace):
+def _shared_values(comp, lp_prog, act):
+    """A binary convolution computed by its sharing plan (:mod:`bnnhw.sharing.execute`: the
+    plan's steps compiled into one affine form): ``(y, P)`` like :func:`_compute_values`,
+    never fused with its threshold."""
+    from .sharing.execute import apply_affine
+    layer = comp.layer
+    kh, kw = layer.kernel
+    rows, (n, ho, wo) = _im2col(act, kh, kw, layer.stride, layer.pad, comp.pad_fill)
+    p = apply_affine(lp_prog, rows.astype(comp.dtype, copy=False)).reshape(n, ho, wo, -1)
+    if layer.saturates:
+        p = np.minimum(p, comp.dtype((1 << layer.accumulator_bits) - 1))
+    return 2 * p - layer.fan_in, p
+
+
+def _sharing_programs(net, sharing):
+    """``{layer index: LayerProgram}`` of a sharing plan checked against ``net``."""
+    from .sharing.execute import compile_layer
+    from .sharing.plan import SharingPlan
+    if not isinstance(sharing, SharingPlan):
+        raise InputError(f"sharing must be a bnnhw.sharing.SharingPlan or None, "
+                         f"not {type(sharing).__name__}")
+    checked = sharing._cache.setdefault("checked", weakref.WeakSet())
+    if net not in checked:
+        sharing.check(net)
+        checked.add(net)
+    return {lp.index: compile_layer(sharing, lp) for lp in sharing.layers}
+
+
+def _forward_chunk(net, plan, raw, trace, shared=None):
     q = net.quantizer(raw)                                 # [N, C, H, W] bits or codes
     value = np.ascontiguousarray(np.moveaxis(q, 1, -1), dtype=np.float32)   # HWC inside
     traces = {"input": q} if trace else None
@@ -264,7 +292,10 @@ def _forward_chunk(net, plan, raw, trace):
     skip_threshold = False
     for i, layer in enumerate(net.layers):
         popcount = None
-        if i in plan:
+        if shared and i in shared:
+            value, popcount = _shared_values(plan[i], shared[i], value)
+            bound = plan[i].bound
+        elif i in plan:
             comp = plan[i]
             u = _product(comp, value)
             if comp.fused_t is not None and not trace:
@@ -369,7 +400,7 @@ def _blas_one_thread():
                 _BLAS["limiter"] = None
 
 
-def forward(net, x, trace=False, *, threads=None):
+def forward(net, x, trace=False, *, threads=None, sharing=None):
     """Run ``net`` on raw input bytes ``x``.
 
     Parameters
@@ -384,6 +415,11 @@ def forward(net, x, trace=False, *, threads=None):
         split into cache-sized chunks that the workers take in turn; while more than one
         worker runs, BLAS is limited to one thread (through ``threadpoolctl``) and restored
         afterwards. The scores never depend on it.
+    sharing : bnnhw.sharing.SharingPlan, optional
+        Compute the plan's binary convolutions by its shared 2-D popcounts, derivations and
+        corrections (SPEC §9; :mod:`bnnhw.sharing.execute`). Exact plans give the same
+        scores bit for bit; an ``"approx:D"`` plan gives the scores of the network whose
+        kernels are the ones the plan reads. ``None``: the plain (fastest) path.
 
     Returns
     -------
@@ -397,7 +433,8 @@ def forward(net, x, trace=False, *, threads=None):
     Raises
     ------
     bnnhw.errors.InputError
-        When ``x`` does not fit the model (see :func:`check_input`), or ``threads`` < 1.
+        When ``x`` does not fit the model (see :func:`check_input`), ``threads`` < 1, or
+        ``sharing`` is not a plan of this network.
     """
     raw = check_input(net, x)
     threads = threads if threads is not None else THREADS
@@ -405,12 +442,13 @@ def forward(net, x, trace=False, *, threads=None):
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise InputError(f"threads must be a positive integer, not {threads!r}")
     plan = _plan(net)
+    shared = None if sharing is None else _sharing_programs(net, sharing)
     n = raw.shape[0]
     chunk = _chunk_images(net, n, threads)
     starts = range(0, n, chunk)
 
     def run(start):
-        return _forward_chunk(net, plan, raw[start:start + chunk], trace)
+        return _forward_chunk(net, plan, raw[start:start + chunk], trace, shared)
 
     workers = min(threads, len(starts))
     if workers == 1:
@@ -425,7 +463,7 @@ def forward(net, x, trace=False, *, threads=None):
     return scores, merged
 
 
-def predict(net, x, *, threads=None):
+def predict(net, x, *, threads=None, sharing=None):
     """Predicted class per image: the first argmax of :func:`forward`'s scores.
 
     Parameters
@@ -435,9 +473,11 @@ def predict(net, x, *, threads=None):
         Raw input bytes, as for :func:`forward`.
     threads : int, optional
         As for :func:`forward`.
+    sharing : bnnhw.sharing.SharingPlan, optional
+        As for :func:`forward`.
 
     Returns
     -------
     numpy.ndarray of int64, ``[N]``
     """
-    return np.argmax(forward(net, x, threads=threads), axis=1)
+    return np.argmax(forward(net, x, threads=threads, sharing=sharing), axis=1)
