@@ -43,6 +43,8 @@ FIRMWARE = ROOT / "firmware"
 QEMU_INSN = ROOT.parent / "shared" / "tools" / "qemu-insn" / "insnmix.c"
 REF = ["64", "56", "56", "64", "3", "3", "1", "1", "1"]   # 3x3, 56x56x64 -> 64, pad 1 (+1)
 REF_GROUPS = 56 * 56 * 64 // 16                           # (pixel, 16-channel group) blocks
+ROUNDS = 5                                                # interleaved host timing rounds
+REF_QUAD_HALVES = 28 * 28 * 64 // 8                       # (2x2 pixels, 8 channels) blocks
 PEERS = {"Larq Compute Engine (AArch64 asm, indirect BGEMM)": 4.34e6,
          "daBNN bconv_3x3 (im2col + kernel)": 5.03e6}
 CLOCKS = {"cortex-a53": 1.2e9, "cortex-a72": 1.5e9}        # Raspberry Pi 3 / Pi 4 clocks
@@ -87,6 +89,17 @@ class Insns:
 def host_ns(binary, args, repeats):
     out = sh([str(binary), "-r", str(repeats), *map(str, args)]).stdout
     return float(re.search(r"ns_median ([0-9.]+)", out).group(1))
+
+
+#: the x86 kernel paths of a host SIMD build, in the order of the tables
+X86_PATHS = {"avx2": "AVX2 (vpshufb nibble popcount)",
+             "avx512bw": "AVX-512 BW (vpshufb nibble popcount)",
+             "avx512vpopcnt": "AVX-512 VPOPCNTDQ (vpopcntq)"}
+
+
+def bench_kernels(binary):
+    """The kernel paths a host bench binary runs on this CPU (bnn_bench -l), best first."""
+    return sh([str(binary), "-l"]).stdout.split()
 
 
 def bench_output(binary, args, emulator=None):
@@ -200,32 +213,64 @@ def mca_layer(m, info, cpu):
         pixels = ho * wo
     nw = kh * rw
     regs = (kh, rw) in FIXED_BODIES and nw <= 9
+    groups = -(-layer.out_channels // 16)
+    if (not isinstance(layer, BinaryDense) and (kh, kw, rw) == (3, 3, 3)
+            and layer.stride == 1 and groups % 4 == 0):
+        # the 2x2-block kernel; an odd last row / column in single pixels
+        _, ho, wo = info.output_shape
+        quads = (ho // 2) * (wo // 2)
+        cq, nq = m.cycles("bnn_mca_quad_half", [], cpu)
+        c1, _ = mca_reference(m, cpu)
+        cyc = cq * quads * groups * 2 + c1 * (pixels - 4 * quads) * groups
+        return cyc, f"2x2 px x 8 ch, 9 words ({nq} insns)"
     if nw == 9 and regs:
         cyc, n = mca_reference(m, cpu)
     else:
         cyc, n = m.cycles("bnn_mca_layer16", [f"BNN_MCA_NW={nw}", f"BNN_MCA_REGS={int(regs)}"],
                           cpu)
-    groups = -(-layer.out_channels // 16)
     return cyc * pixels * groups, f"1 px x 16 ch, {nw} words ({n} insns)"
 
 
-def run_lce(python, build, repeats):
-    """Larq Compute Engine on the reference layer (benchmarks/lce_bench.py in its own venv)."""
-    rng = np.random.default_rng(0)
-    x = (rng.random((56, 56, 64)) < 0.5).astype(np.uint8)            # bits, 1 = +1
-    w = np.where(rng.random((64, 64, 3, 3)) < 0.5, 1, -1).astype(np.int8)
-    xp = np.ones((58, 58, 64), np.float32)                          # padding +1
-    xp[1:57, 1:57] = x * 2.0 - 1
-    cols = np.stack([xp[dy:dy + 56, dx:dx + 56] for dy in range(3) for dx in range(3)], axis=2)
-    wm = np.transpose(w, (2, 3, 1, 0)).reshape(9, 64, 64).astype(np.float32)
-    y = np.einsum("hwkc,kco->hwo", cols, wm).astype(np.int32)        # exact: |y| <= 576
-    means = rng.integers(-20, 21, 64)
-    data, out = build / "lce_data.npz", build / "lce.json"
-    np.savez(data, x_bits=x, w=w, means=means, y=y, bits=(y >= means).astype(np.int8))
-    print("fw_bench: Larq Compute Engine (converting and timing, ~1 min)", flush=True)
-    sh([str(python), str(HERE / "lce_bench.py"), str(data), "--repeats", str(repeats),
-        "--json", str(out)])
-    return json.loads(out.read_text())
+class Lce:
+    """Larq Compute Engine on the reference layer (benchmarks/lce_bench.py --serve in its own
+    venv): converted and checked once, then timed in rounds interleaved with bnnhw's."""
+
+    def __init__(self, python, build, repeats):
+        rng = np.random.default_rng(0)
+        x = (rng.random((56, 56, 64)) < 0.5).astype(np.uint8)            # bits, 1 = +1
+        w = np.where(rng.random((64, 64, 3, 3)) < 0.5, 1, -1).astype(np.int8)
+        xp = np.ones((58, 58, 64), np.float32)                          # padding +1
+        xp[1:57, 1:57] = x * 2.0 - 1
+        cols = np.stack([xp[dy:dy + 56, dx:dx + 56] for dy in range(3) for dx in range(3)],
+                        axis=2)
+        wm = np.transpose(w, (2, 3, 1, 0)).reshape(9, 64, 64).astype(np.float32)
+        y = np.einsum("hwkc,kco->hwo", cols, wm).astype(np.int32)        # exact: |y| <= 576
+        means = rng.integers(-20, 21, 64)
+        data = build / "lce_data.npz"
+        np.savez(data, x_bits=x, w=w, means=means, y=y, bits=(y >= means).astype(np.int8))
+        print("fw_bench: Larq Compute Engine (starting TensorFlow, converting, checking: "
+              "1-2 min)", flush=True)
+        self.proc = subprocess.Popen([str(python), str(HERE / "lce_bench.py"), str(data),
+                                      "--repeats", str(repeats), "--serve"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.first = self._line()
+
+    def _line(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit("fw_bench: lce_bench.py stopped (see its messages above)")
+        return json.loads(line)
+
+    def round(self, repeats):
+        """{run name: median ns over `repeats` calls} of one round."""
+        self.proc.stdin.write(f"time {repeats}\n")
+        self.proc.stdin.flush()
+        return {r["name"]: r["ns_median"] for r in self._line()["runs"]}
+
+    def close(self):
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 def layer_args(info):
@@ -285,6 +330,8 @@ def main():
                                "-DBNN_ABLATION -DBNN_NO_ASM"),
         "a64_acc32": make_bench(build, "a64_acc32", "aarch64", "neon",
                                 "-DBNN_ABLATION -DBNN_ACC32"),
+        "a64_pairs": make_bench(build, "a64_pairs", "aarch64", "neon",
+                                "-DBNN_ABLATION -DBNN_NO_QUADS"),
         "a64_scalar": make_bench(build, "a64_scalar", "aarch64", "scalar"),
         "v7": make_bench(build, "v7", "armv7", "neon", "-DBNN_ABLATION"),
         "host_scalar": make_bench(build, "host_scalar", "host", "scalar"),
@@ -293,6 +340,10 @@ def main():
                                        "-DBNN_ABLATION -DBNN_ACC32"),
         "host_native": make_bench(build, "host_native", "host", "scalar", "-march=native"),
     }
+    host_paths = [k for k in X86_PATHS if k in bench_kernels(b["host_simde"])]
+    best = bench_kernels(b["host_simde"])[0]
+    print(f"fw_bench: host kernel paths {', '.join(host_paths) or 'none'}; default {best}",
+          flush=True)
     lines = []
 
     # -- the reference layer ----------------------------------------------------------------
@@ -301,10 +352,13 @@ def main():
     a64 = insns.per_call(b["a64"], ["bconv", *ref_bits])
     a64_pack = insns.per_call(b["a64"], ["-p", "bconv", *ref_bits])
     a64_intr = insns.per_call(b["a64_intr"], ["bconv", *ref_bits])
+    a64_pairs = insns.per_call(b["a64_pairs"], ["bconv", *ref_bits])
     a64_scalar = insns.per_call(b["a64_scalar"], ["-k", "scalar", "bconv", *ref_bits])
     v7 = insns.per_call(b["v7"], ["bconv", *ref_bits], "qemu-arm")
-    rows.append(["bnnhw NEON, AArch64 (asm block: pixel pairs), packed in -> thresholded packed "
-                 "out", fmt_m(a64), "1.00"])
+    rows.append(["bnnhw NEON, AArch64 (asm block: 2x2 pixels x 8 channels per weight load), "
+                 "packed in -> thresholded packed out", fmt_m(a64), "1.00"])
+    rows.append(["bnnhw NEON, AArch64, previous asm block (pixel pairs, -DBNN_NO_QUADS)",
+                 fmt_m(a64_pairs), f"{a64_pairs / a64:.2f}"])
     rows.append(["bnnhw NEON, AArch64, + packing the input from bytes (NEON)", fmt_m(a64_pack),
                  f"{a64_pack / a64:.2f}"])
     rows.append(["bnnhw NEON intrinsics only (-DBNN_NO_ASM), AArch64", fmt_m(a64_intr),
@@ -317,11 +371,16 @@ def main():
     lines.append("### Reference layer: 3x3 binary convolution, 56x56x64 -> 64, padding +1\n")
     lines.append("115.6 M binary multiply-accumulates per call. **Instructions executed** "
                  "(qemu-user + insnmix plugin), one call, including the threshold (folded batch "
-                 "norm) and packing of the output bits; goal <= 3.3 M. Counted in bnn_bench's "
+                 "norm) and packing of the output bits; goal <= 2.9 M (1.5x fewer than LCE's "
+                 "assembly kernel; the eor / cnt / accumulate arithmetic alone is 2.71 M). "
+                 "Counted in bnn_bench's "
                  "count mode (-c): the call alone, identical on every run (tables before it "
                  "also counted the ~4 k instructions of reading the clock and printing the "
                  "median, whose number varies with the printed value).\n")
     lines.append(markdown_table(["kernel", "instructions", "ratio"], rows))
+    lines.append(f"\n**Goal (AArch64 reference layer <= 2.9 M instructions)**: {fmt_m(a64)}, "
+                 f"{PEERS['Larq Compute Engine (AArch64 asm, indirect BGEMM)'] / a64:.2f}x fewer "
+                 f"than LCE: {'met' if a64 <= 2.9e6 else '**not met**'}.\n")
 
     # llvm-mca
     rows = []
@@ -333,43 +392,103 @@ def main():
                  "single-pixel kernel: one pixel x 16 channels = window load, 9 x (2 weight loads, "
                  "8 veor, 8 vcnt, 8 vpadal), reduction, thresholds, packing), times "
                  f"{REF_GROUPS} blocks for the layer. L1 hits and perfect branches: lower bounds "
-                 "at the assumed clock. (The pixel-pair block in the table above executes ~5 % "
-                 "fewer instructions than this block.)\n")
+                 "at the assumed clock.\n")
+    lines.append(markdown_table(["CPU model", "cycles / block", "instructions / block",
+                                 "clock (assumed)", "layer estimate"], rows))
+    rows = []
+    for core, clock in CLOCKS.items():
+        cyc, n = mcas.cycles("bnn_mca_quad_half", [], core)
+        rows.append([core, f"{cyc:.0f}", n, f"{clock / 1e9:.1f} GHz",
+                     f"{cyc * REF_QUAD_HALVES / clock * 1e3:.2f} ms"])
+    lines.append(f"\nThe same model on the block the kernel runs (2x2 pixels x 8 channels: 9 x "
+                 "(1 weight load, 4 x (4 eor, 4 cnt, 3 addp, 1 uadalp)), thresholds, mask "
+                 f"packing), times {REF_QUAD_HALVES} blocks for the layer (window loads and the "
+                 "final packing of each 2x2 block not counted):\n")
     lines.append(markdown_table(["CPU model", "cycles / block", "instructions / block",
                                  "clock (assumed)", "layer estimate"], rows))
 
-    # host time
-    t_scalar = host_ns(b["host_scalar"], ["-k", "scalar", "bconv", *ref_bits], R)
-    t_simde = host_ns(b["host_simde"], ["bconv", *ref_bits], R)
-    t_native = host_ns(b["host_native"], ["-k", "scalar", "bconv", *ref_bits], R)
-    rows = [["bnnhw scalar twin (gcc -O3, x86-64 baseline)", fmt_t(t_scalar), "1.00"],
+    # host time: every path and LCE, interleaved in ROUNDS rounds (medians of the rounds'
+    # medians), so that all rows see the same load of a shared machine
+    lce = Lce(lce_python, build, R) if lce_python else None
+    variants = {"scalar": (b["host_scalar"], ["-k", "scalar"]),
+                "neon": (b["host_simde"], ["-k", "neon"]),
+                "native": (b["host_native"], ["-k", "scalar"])}
+    variants.update({k: (b["host_simde"], ["-k", k]) for k in host_paths})
+    if best in X86_PATHS:
+        variants["pack"] = (b["host_simde"], ["-k", best, "-p"])
+    per_round = {k: [] for k in variants}
+    lce_rounds = []
+    for _ in range(ROUNDS):
+        for k, (binary, opts) in variants.items():
+            per_round[k].append(host_ns(binary, [*opts, "bconv", *ref_bits], R))
+        if lce:
+            lce_rounds.append(lce.round(R))
+    med = {k: statistics.median(v) for k, v in per_round.items()}
+    t_scalar, t_simde, t_native = med["scalar"], med["neon"], med["native"]
+    t_x86 = {k: med[k] for k in host_paths}
+    t_best_pack = med.get("pack")
+    # bit-exact: every host path's output equals the scalar twin's
+    ref_out = bench_output(b["host_scalar"], ["-k", "scalar", "bconv", *ref_bits])
+    exact = {k: bench_output(b["host_simde"], ["-k", k, "bconv", *ref_bits]) == ref_out
+             for k in ["neon", *host_paths]}
+    if lce:
+        lce.close()
+        lce_first = lce.first
+        lce = dict(lce_first)
+        lce["runs"] = [dict(r, ns_median=statistics.median(rd[r["name"]] for rd in lce_rounds))
+                       for r in lce_first["runs"]]
+    lce_best = min((r["ns_median"] for r in lce["runs"]), default=None) if lce else None
+
+    def vs_lce(ns):
+        return f"{lce_best / ns:.2f}" if lce_best else "-"
+    rows = [["bnnhw scalar twin (gcc -O3, x86-64 baseline)", fmt_t(t_scalar), "1.00",
+             vs_lce(t_scalar), "reference"],
             ["bnnhw NEON intrinsics through SIMDe (x86-64 baseline)", fmt_t(t_simde),
-             f"{t_scalar / t_simde:.2f}"],
+             f"{t_scalar / t_simde:.2f}", vs_lce(t_simde), "yes" if exact["neon"] else "**NO**"],
             ["bnnhw scalar twin with -march=native (hardware popcnt, AVX2 autovectorisation)",
-             fmt_t(t_native), f"{t_scalar / t_native:.2f}"]]
+             fmt_t(t_native), f"{t_scalar / t_native:.2f}", vs_lce(t_native), ""]]
+    for k in host_paths:
+        rows.append([f"**bnnhw {X86_PATHS[k]}**, `-k {k}`" + (" (the default here)"
+                                                               if k == best else ""),
+                     fmt_t(t_x86[k]), f"{t_scalar / t_x86[k]:.2f}", vs_lce(t_x86[k]),
+                     "yes" if exact[k] else "**NO**"])
+    if t_best_pack:
+        rows.append([f"bnnhw {best}, + packing the input from bytes (AVX2 movemask)",
+                     fmt_t(t_best_pack), f"{t_scalar / t_best_pack:.2f}", vs_lce(t_best_pack),
+                     ""])
     lce_note = ("Larq Compute Engine: not measured in this run (`--lce-venv PATH`, see "
                 "benchmarks/lce_bench.py).")
-    if lce_python:
-        lce = run_lce(lce_python, build, R)
+    if lce:
         for run in lce["runs"]:
             rows.append([f"Larq Compute Engine {lce['versions']['larq-compute-engine']} "
                          f"interpreter, 1 thread: {run['name']}", fmt_t(run["ns_median"]),
-                         f"{t_scalar / run['ns_median']:.2f}"])
-        exact = all(r["exact"] for r in lce["runs"])
+                         f"{t_scalar / run['ns_median']:.2f}", vs_lce(run["ns_median"]),
+                         "yes" if run["exact"] else "**NO**"])
+        exact_lce = all(r["exact"] for r in lce["runs"])
         lce_note = (f"Larq Compute Engine {lce['versions']['larq-compute-engine']} (x86-64 "
                     f"wheel: portable C++ kernels, no ARM assembly; TensorFlow "
                     f"{lce['versions']['tensorflow']} for the conversion, in a separate "
                     "environment), same run: the same layer converted from larq with random "
                     "weights, times of Interpreter.predict (including its packing of the float "
-                    "+-1 input and the Python call; bnnhw's rows take packed bits). Its outputs "
-                    "(float y, and bits thresholded at integer batch-norm means) equal the NumPy "
-                    "reference: " + ("yes, all exact." if exact else "**NO**: " + ", ".join(
+                    "+-1 input and the Python call; bnnhw's rows take packed bits, the "
+                    "'+ packing' row bytes). Its outputs (float y, and bits thresholded at "
+                    "integer batch-norm means) equal the NumPy reference: " +
+                    ("yes, all exact." if exact_lce else "**NO**: " + ", ".join(
                         f"{r['name']} {r['mismatches']} mismatches" for r in lce["runs"]
                         if not r["exact"])))
-    lines.append(f"\n**Measured host time** ({cpu}; median of {R} calls, same run; load "
+        fastest = t_x86[best] if best in t_x86 else min(t_scalar, t_native)
+        goal = lce_best / fastest
+        lce_note += (f"\n\n**Goal (reference layer >= 3x faster than LCE's fastest x86 mode, "
+                     f"same run): {goal:.2f}x ({fmt_t(fastest)} vs {fmt_t(lce_best)}): "
+                     f"{'met' if goal >= 3 else '**not met**'}.**")
+    lines.append(f"\n**Measured host time** ({cpu}; {ROUNDS} rounds of {R} calls of every "
+                 "row, LCE's included, one after the other; the median of the rounds' medians; "
+                 f"load "
                  f"average {load} at the start: the machine is shared, so compare within a "
-                 "table, not across runs):\n")
-    lines.append(markdown_table(["build", "time per call", "speed-up vs scalar"], rows))
+                 "table, not across runs). 'Bit-exact': the output equals the scalar twin's, "
+                 "byte for byte (the tests compare every path with the golden model):\n")
+    lines.append(markdown_table(["build / kernel path", "time per call", "speed-up vs scalar",
+                                 "speed-up vs LCE's fastest", "bit-exact"], rows))
     lines.append("\n" + lce_note)
 
     # -- ablation (paper 1) ---------------------------------------------------------------------
@@ -385,11 +504,11 @@ def main():
     fbn = insns.per_call(b["a64"], ["-f", "bconv", *ref_bits])
     i8 = insns.per_call(b["a64"], ["bconv", *REF, "1"])
     i32 = insns.per_call(b["a64"], ["bconv", *REF, "2"])
-    h_acc16 = host_ns(b["host_simde"], ["bconv", *ref_bits], R)
-    h_acc32 = host_ns(b["host_simde_acc32"], ["bconv", *ref_bits], R)
+    h_acc16 = host_ns(b["host_simde"], ["-k", "neon", "bconv", *ref_bits], R)
+    h_acc32 = host_ns(b["host_simde_acc32"], ["-k", "neon", "bconv", *ref_bits], R)
     h_fbn = host_ns(b["host_simde"], ["-f", "bconv", *ref_bits], R)
-    h_i8 = host_ns(b["host_simde"], ["bconv", *REF, "1"], R)
-    h_i32 = host_ns(b["host_simde"], ["bconv", *REF, "2"], R)
+    h_i8 = host_ns(b["host_simde"], ["-k", "neon", "bconv", *REF, "1"], R)
+    h_i32 = host_ns(b["host_simde"], ["-k", "neon", "bconv", *REF, "2"], R)
     same = lambda a, c: "yes" if a == c else "NO"  # noqa: E731
     rows = [
         ["accumulators", "16-bit lanes (vcnt + vpadal.u8), intrinsics", fmt_m(a64_intr),
@@ -414,23 +533,28 @@ def main():
                                  "host time (SIMDe)", "bit-exact"], rows))
 
     # -- per layer and whole networks ---------------------------------------------------------
+    # host columns: (title, bench binary, kernel path, runner build)
+    host_cols = [("host scalar", b["host_scalar"], "scalar", "scalar"),
+                 ("host NEON (SIMDe)", b["host_simde"], "neon", "neon"),
+                 ("host native", b["host_native"], "scalar", "native")]
+    host_cols += [(f"host {k}", b["host_simde"], k, "neon") for k in host_paths]
     for model in ("cnvW1A1_cifar10", "lfcW1A1_mnist"):
         net = bnnhw.load_model(SHARED_DATA / "bnn-pynq" / f"{model}.npz")
         rows, est_rows = [], []
-        tot = [0, 0.0, 0.0, 0.0]
+        tot = [0] + [0.0] * len(host_cols)
         est_tot = dict.fromkeys(CLOCKS, 0.0)
         for block in net.blocks():
             info = block.compute
             la = [str(a) for a in layer_args(info)]
-            n = insns.per_call(b["a64"], la)
-            ts = host_ns(b["host_scalar"], ["-k", "scalar", *la], R)
-            tn = host_ns(b["host_simde"], la, R)
-            tv = host_ns(b["host_native"], ["-k", "scalar", *la], R)
-            for i, v in enumerate((n, ts, tn, tv)):
+            vals = [insns.per_call(b["a64"], la)]
+            rounds = [[host_ns(binary, ["-k", kern, *la], R) for _, binary, kern, _ in host_cols]
+                      for _ in range(3)]
+            vals += [statistics.median(col) for col in zip(*rounds)]
+            for i, v in enumerate(vals):
                 tot[i] += v
             shape = "x".join(map(str, info.input_shape))
             rows.append([info.name, info.kind, shape, f"{info.operations / 1e6:.2f} M",
-                         fmt_m(n), fmt_t(ts), fmt_t(tn), fmt_t(tv)])
+                         fmt_m(vals[0]), *map(fmt_t, vals[1:])])
             est = [info.name]
             for core, clock in CLOCKS.items():
                 cyc, what = mca_layer(mcas, info, core)
@@ -438,7 +562,7 @@ def main():
                 est.append(f"{cyc:,.0f} = {fmt_t(cyc / clock * 1e9)}")
             est_rows.append([*est[:1], what, *est[1:]])
         rows.append(["sum of layers", "", "", f"{net.total_operations / 1e6:.2f} M",
-                     fmt_m(tot[0]), fmt_t(tot[1]), fmt_t(tot[2]), fmt_t(tot[3])])
+                     fmt_m(tot[0]), *map(fmt_t, tot[1:])])
         est_rows.append(["sum of layers", "", *[
             f"{c:,.0f} = {fmt_t(c / CLOCKS[core] * 1e9)}" for core, c in est_tot.items()]])
         # whole network through the generated runner
@@ -446,10 +570,10 @@ def main():
             tmp = Path(tmp)
             root = build / "nets"
             r_a64 = fw.generate(net, root / model, target="aarch64")
-            r_s = fw.generate(net, root / model, target="host", impl="scalar")
-            r_n = fw.generate(net, root / model, target="host", impl="neon")
-            r_v = fw.generate(net, root / model, target="host", impl="scalar",
-                              extra_cflags="-march=native")
+            runners = {"scalar": fw.generate(net, root / model, target="host", impl="scalar"),
+                       "neon": fw.generate(net, root / model, target="host", impl="neon"),
+                       "native": fw.generate(net, root / model, target="host", impl="scalar",
+                                             extra_cflags="-march=native")}
             x = np.random.default_rng(0).integers(0, 256, (2, *net.input_shape), dtype=np.uint8)
             fw.write_input(net, x[:1], tmp / "one.bin")
             fw.write_input(net, x, tmp / "two.bin")
@@ -464,27 +588,35 @@ def main():
                 err = sh([str(runner), "-k", kernel, "-r", str(R), tmp / "b.bin",
                           tmp / "s.bin"]).stderr
                 return float(re.search(r"time_per_image_ns_median ([0-9.]+)", err).group(1))
-            ws, wn, wv = runner_ns(r_s, "scalar"), runner_ns(r_n, "neon"), \
-                runner_ns(r_v, "scalar")
+            # all columns in each of ROUNDS rounds: the same load for every column
+            rounds = [[runner_ns(runners[build_], kern) for _, _, kern, build_ in host_cols]
+                      for _ in range(ROUNDS)]
+            whole = [statistics.median(col) for col in zip(*rounds)]
         rows.append(["**whole network** (runner, per image)", "", "", "", fmt_m(per_image),
-                     fmt_t(ws), fmt_t(wn), fmt_t(wv)])
+                     *map(fmt_t, whole)])
         lines.append(f"\n### {model}: per layer and whole network\n")
         lines.append("Per layer: the compute kernel with its threshold and output packing (pool, "
                      "input quantisation and flatten are only in the whole-network row). "
                      "Instructions: AArch64 under qemu-insn; times: measured on the host, "
-                     f"median of {R} (whole network: median over {R} passes of a batch, per "
-                     "image).\n")
+                     f"median of 3 rounds of {R} calls (whole network: median of {ROUNDS} "
+                     f"rounds of {R} passes of a batch, per image, one core; every column in "
+                     "each round); host avx2 / avx512bw / avx512vpopcnt: the x86 kernel "
+                     "paths of the default (SIMD) build, forced with -k.\n")
         lines.append(markdown_table(
-            ["layer", "kind", "input", "MACs", "AArch64 instructions", "host scalar",
-             "host NEON (SIMDe)", "host native"], rows))
+            ["layer", "kind", "input", "MACs", "AArch64 instructions",
+             *[c[0] for c in host_cols]], rows))
+        if model.startswith("cnv") and best in host_paths:
+            t = whole[[c[2] for c in host_cols].index(best)]
+            lines.append(f"\n**Goal (whole CNV per image on one x86 core <= 0.5 ms)**: "
+                         f"{fmt_t(t)} with {best}, the default path here: "
+                         f"{'met' if t <= 0.5e6 else '**not met**'}.\n")
         lines.append(f"\n**Model estimate per layer** ({mca_name}): the layer's inner block "
                      "(one output pixel x 16 channels, or x 64 for the multi-bit first layer; "
                      "window loads, XOR-popcount or multiply-accumulate steps, thresholds, "
                      "packing), compiled with the layer's window size as a constant, times the "
                      "blocks of the layer; cycles, and time at the assumed clock. L1 hits, "
                      "perfect branches, per-pixel overhead outside the block not counted: lower "
-                     "bounds. 3x3 layers with C <= 64 actually run the pixel-pair block (~5 % "
-                     "fewer instructions than the single-pixel block used here).\n")
+                     "bounds.\n")
         lines.append(markdown_table(
             ["layer", "block", *[f"{core}: cycles = time @ {clock / 1e9:.1f} GHz"
                                  for core, clock in CLOCKS.items()]], est_rows))

@@ -13,6 +13,11 @@ the times printed here (JSON) beside bnnhw's host timings of the same run:
 
     /tmp/lce-venv/bin/python benchmarks/lce_bench.py DATA.npz --repeats 11 --json OUT.json
 
+With --serve it converts and checks once, prints one JSON line (versions, exactness), then
+answers each line "time R" on stdin with one JSON line of medians over R calls per model, until
+"quit": fw_bench.py interleaves these rounds with its own timings, so that both see the same
+load on a shared machine (starting TensorFlow takes a minute, too long to repeat per round).
+
 The layer: 3x3 binary convolution, 56x56x64 -> 64, padding 1 with +1 (LCE's default pad value),
 one image. Two LCE models of it, each converted with larq_compute_engine.convert_keras_model
 and run by larq_compute_engine's Interpreter (one thread) with its default and with its
@@ -74,6 +79,8 @@ def main():
     ap.add_argument("data", help=".npz written by fw_bench.py (x_bits, w, means, y, bits)")
     ap.add_argument("--repeats", type=int, default=11)
     ap.add_argument("--json", help="write the results here (else print them)")
+    ap.add_argument("--serve", action="store_true",
+                    help="after the first run, time rounds on request (see above)")
     args = ap.parse_args()
     import larq_compute_engine as lce
     import tensorflow as tf
@@ -86,6 +93,7 @@ def main():
                             "python": sys.version.split()[0]}, "runs": []}
     y_flat = lce.convert_keras_model(float_model)
     y_bits = lce.convert_keras_model(bin_model)
+    interps = []
     for name, model, kwargs, expected in [
             ("float y, default kernel", y_flat, {}, d["y"]),
             ("float y, indirect BGEMM", y_flat, {"use_indirect_bgemm": True}, d["y"]),
@@ -93,6 +101,7 @@ def main():
             ("thresholded bits, indirect BGEMM", y_bits, {"use_indirect_bgemm": True},
              d["bits"] * 2 - 1)]:
         interp = Interpreter(model, num_threads=1, **kwargs)
+        interps.append((name, interp))
         ns, out = time_predict(interp, x, args.repeats)
         out = out.reshape(expected.shape)
         exact = bool(np.array_equal(out, expected.astype(out.dtype)))
@@ -101,6 +110,16 @@ def main():
                                 "mismatches": mismatches})
         print(f"lce_bench: {name}: {ns / 1e6:.2f} ms, exact {exact} ({mismatches} mismatches)",
               file=sys.stderr, flush=True)
+    if args.serve:
+        print(json.dumps(results), flush=True)
+        for line in sys.stdin:
+            words = line.split()
+            if not words or words[0] == "quit":
+                break
+            repeats = int(words[1])
+            print(json.dumps({"runs": [{"name": name, "ns_median": time_predict(i, x, repeats)[0]}
+                                       for name, i in interps]}), flush=True)
+        return
     text = json.dumps(results, indent=1)
     if args.json:
         with open(args.json, "w") as f:

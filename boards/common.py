@@ -1,18 +1,25 @@
-"""Shared pieces of the board targets: a UART, the pin wrapper around a network core, builds.
+"""Shared pieces of the board targets: a UART, the framed protocol, the pin wrapper, builds.
 
 The wrapper (:class:`UartNetwork`) is the only place that touches pins. Protocol on the UART
-(8N1, ``baud`` default 115200):
+(8N1, ``baud`` default 115200), version 1 (:data:`PROTOCOL_VERSION`):
 
-* host -> board: the image's raw bytes in HWC raster order (the core's ``i_stream`` order),
-  back to back, no header;
-* board -> host: per image, one little-endian two's-complement field of
-  ``ceil(score_width / 8)`` bytes per class, in class order.
+* host -> board ``b"Q"``: query. The board answers :data:`ID_BYTES` bytes:
+  ``b"BNN"``, the protocol version (one byte), the model id (the 8 bytes of the model's
+  16-hex-digit fingerprint), the image size in bytes (uint16 LE), the number of classes and
+  the bytes per score (one byte each). The host checks it before sending images, so a board
+  programmed with another model is caught (:mod:`bnnhw.boards.client`).
+* host -> board ``b"I"`` then the image's raw bytes in HWC raster order (the core's
+  ``i_stream`` order), exactly ``image bytes`` of them; board -> host: one little-endian
+  two's-complement field of ``ceil(score_width / 8)`` bytes per class, in class order.
+  Images may follow each other back to back (``I`` + bytes, ``I`` + bytes, ...).
+* any other byte outside an image is ignored.
 
 LEDs: the first LED toggles after each image's last score; the second lights while the input
-FIFO holds bytes (an image is being received or waits for the core).
+FIFO holds bytes (an image is being received or waits for the core), or after an overflow.
 
 :func:`build` makes a bitstream with amaranth-boards and YoWASP (no vendor tools) and returns
-Fmax and utilisation from nextpnr's ``--report``.
+Fmax and utilisation from nextpnr's ``--report`` (the older entry point; ``bnnhw build`` runs
+:func:`bnnhw.boards.bitstream.build_board` through the build flow).
 """
 
 import json
@@ -20,14 +27,34 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Signal
 from amaranth.lib import fifo, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from bnnhw.plan.params import check_int
 
-__all__ = ["UartRx", "UartTx", "StreamBridge", "UartNetwork", "build", "DEFAULT_MODEL"]
+__all__ = ["UartRx", "UartTx", "StreamBridge", "Framer", "IdResponder", "UartNetwork", "build",
+           "DEFAULT_MODEL", "PROTOCOL_VERSION", "ID_BYTES", "id_message"]
+
+#: Version of the UART protocol (the fourth byte of the query answer).
+PROTOCOL_VERSION = 1
+#: Length of the answer to a query.
+ID_BYTES = 16
+#: Command bytes.
+CMD_QUERY, CMD_IMAGE = ord("Q"), ord("I")
+
+
+def id_message(fingerprint, image_bytes, classes, score_bytes):
+    """The board's answer to a query (see the module docstring), as bytes."""
+    fp = bytes.fromhex(fingerprint)
+    if len(fp) != 8:
+        raise ValueError(f"model fingerprint must be 16 hex digits, not {fingerprint!r}")
+    if not 0 < image_bytes < 1 << 16 or not 0 < classes < 256 or not 0 < score_bytes < 256:
+        raise ValueError(f"image size {image_bytes}, {classes} classes or {score_bytes} bytes "
+                         f"per score do not fit the query answer")
+    return (b"BNN" + bytes([PROTOCOL_VERSION]) + fp + image_bytes.to_bytes(2, "little")
+            + bytes([classes, score_bytes]))
 
 DEFAULT_MODEL = Path(str(resources.files("bnnhw.examples") / "digits_bnn.npz"))
 
@@ -184,6 +211,70 @@ class StreamBridge(wiring.Component):
         return m
 
 
+class Framer(wiring.Component):
+    """The host -> board framing: ``Q`` queries, ``I`` + ``image_bytes`` bytes of an image.
+
+    Members
+    -------
+    in_data : In(8), in_valid : In(1)
+        Bytes from the UART.
+    out_data : Out(8), out_valid : Out(1)
+        The image bytes only (to :class:`StreamBridge`).
+    query : Out(1)
+        One-cycle strobe on a ``Q`` outside an image.
+    """
+
+    def __init__(self, *, image_bytes):
+        check_int("Image size", image_bytes, 1)
+        self.image_bytes = image_bytes
+        super().__init__({"in_data": In(8), "in_valid": In(1), "out_data": Out(8),
+                          "out_valid": Out(1), "query": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        left = Signal(range(self.image_bytes + 1))
+        m.d.comb += self.out_data.eq(self.in_data)
+        with m.If(self.in_valid):
+            with m.If(left != 0):
+                m.d.comb += self.out_valid.eq(1)
+                m.d.sync += left.eq(left - 1)
+            with m.Elif(self.in_data == CMD_IMAGE):
+                m.d.sync += left.eq(self.image_bytes)
+            with m.Elif(self.in_data == CMD_QUERY):
+                m.d.comb += self.query.eq(1)
+        return m
+
+
+class IdResponder(wiring.Component):
+    """Sends the query answer (:func:`id_message`) byte by byte after ``query``.
+
+    Members
+    -------
+    query : In(1)
+    data : Out(8), valid : Out(1), ready : In(1)
+    busy : Out(1)
+        An answer is being sent (the score bytes wait meanwhile).
+    """
+
+    def __init__(self, *, message):
+        self.message = bytes(message)
+        super().__init__({"query": In(1), "data": Out(8), "valid": Out(1), "ready": In(1),
+                          "busy": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        n = len(self.message)
+        idx = Signal(range(n + 1), init=n)
+        rom = Array(Const(b, 8) for b in self.message)
+        m.d.comb += [self.busy.eq(idx != n), self.valid.eq(idx != n),
+                     self.data.eq(rom[idx[:max(1, (n - 1).bit_length())]])]
+        with m.If(self.valid & self.ready):
+            m.d.sync += idx.eq(idx + 1)
+        with m.If(self.query & (idx == n)):
+            m.d.sync += idx.eq(0)
+        return m
+
+
 class UartNetwork(wiring.Component):
     """The pin wrapper: a network core behind a UART, with two status LEDs.
 
@@ -193,22 +284,49 @@ class UartNetwork(wiring.Component):
     clock_hz : float
         The board clock the UART divisor is computed for.
     baud : int
+    model_id : str or None
+        The model's fingerprint (16 hex digits) in the query answer; default the core's.
+    pins : bool
+        Request the UART and LED pins from the platform (default: when there is one). With
+        ``pins=False`` the UART lines are the members ``rx`` / ``tx`` (simulation).
+
+    Members (``pins=False``)
+    ------------------------
+    rx : In(1)
+    tx : Out(1)
     """
 
-    def __init__(self, *, core, clock_hz, baud=115200):
+    def __init__(self, *, core, clock_hz, baud=115200, model_id=None, pins=True):
         self.core, self.clock_hz, self.baud = core, clock_hz, baud
         self.divisor = round(clock_hz / baud)
-        super().__init__({})
+        self.model_id = model_id if model_id is not None else core.net.fingerprint()
+        self.image_bytes = core.input_beats_per_image * core.input_bytes_per_beat
+        self.score_bytes = -(-core.score_width // 8)
+        self.message = id_message(self.model_id, self.image_bytes, core.num_classes,
+                                  self.score_bytes)
+        self.pins = pins
+        super().__init__({} if pins else {"rx": In(1, init=1), "tx": Out(1, init=1)})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.bridge = bridge = StreamBridge(core=self.core)
         m.submodules.rx = rx = UartRx(divisor=self.divisor)
         m.submodules.tx = tx = UartTx(divisor=self.divisor)
-        m.d.comb += [bridge.in_data.eq(rx.data), bridge.in_valid.eq(rx.valid),
-                     tx.data.eq(bridge.out_data), tx.valid.eq(bridge.out_valid),
-                     bridge.out_ready.eq(tx.ready)]
-        if platform is not None:
+        m.submodules.framer = framer = Framer(image_bytes=self.image_bytes)
+        m.submodules.ident = ident = IdResponder(message=self.message)
+        m.d.comb += [framer.in_data.eq(rx.data), framer.in_valid.eq(rx.valid),
+                     bridge.in_data.eq(framer.out_data), bridge.in_valid.eq(framer.out_valid),
+                     ident.query.eq(framer.query)]
+        # The query answer goes first; score bytes wait until it is out.
+        with m.If(ident.busy):
+            m.d.comb += [tx.data.eq(ident.data), tx.valid.eq(ident.valid),
+                         ident.ready.eq(tx.ready)]
+        with m.Else():
+            m.d.comb += [tx.data.eq(bridge.out_data), tx.valid.eq(bridge.out_valid),
+                         bridge.out_ready.eq(tx.ready)]
+        if not self.pins:
+            m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
+        elif platform is not None:
             uart = platform.request("uart", 0)
             m.d.comb += [rx.rx.eq(uart.rx.i), uart.tx.o.eq(tx.tx)]
             led0, led1 = platform.request("led", 0), platform.request("led", 1)

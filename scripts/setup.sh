@@ -34,7 +34,7 @@ fi
 # iverilog: cocotb simulation; qemu-user + cross compilers: ARM firmware; libsimde-dev: NEON
 # on x86; libglib2.0-dev + pkg-config: the qemu instruction-counting plugin; make, gcc: firmware.
 packages=(iverilog qemu-user gcc-aarch64-linux-gnu g++-aarch64-linux-gnu gcc-arm-linux-gnueabihf
-          libsimde-dev libglib2.0-dev pkg-config make gcc g++ git)
+          libsimde-dev libglib2.0-dev pkg-config make gcc g++ git opensta qflow-tech-osu018 qflow-tech-osu035 qflow-tech-osu050)
 if ! "$py" -c 'import ensurepip, venv' >/dev/null 2>&1; then
   packages+=(python3-venv)
 fi
@@ -105,7 +105,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bnnhw setup: installing bnnhw and its Python dependencies into $venv"
   log="$venv/pip-install.log"
   if ! { "$venv/bin/python" -m pip install --upgrade pip &&
-         "$venv/bin/python" -m pip install -e ".[test]"; } >"$log" 2>&1; then
+         "$venv/bin/python" -m pip install -e ".[test,onnx]"; } >"$log" 2>&1; then
     tail -n 30 "$log" >&2
     echo "bnnhw setup: error: pip install failed (full log: $log)" >&2
     exit 1

@@ -229,7 +229,7 @@ def test_bridge_check_catches_one_flipped_bit(bridge_run):
 
 def test_board_rejects_unknown_name():
     import bnnhw.boards as boards
-    with pytest.raises(ValueError, match=r"board must be one of icebreaker, ulx3s, not 'x'"):
+    with pytest.raises(ValueError, match=r"board must be one of icebreaker, ulx3s, tangnano9k, not 'x'"):
         boards.build("x")
 
 

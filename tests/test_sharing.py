@@ -21,8 +21,8 @@ from bnnhw.sharing import (ChannelPlan, KernelEntry, LayerPlan, SharingPlan, bit
 from bnnhw.sharing.execute import _compile, apply_affine, compile_layer, run_steps
 from bnnhw.sharing.planner import cover_lower_bound, kernel_classes, lower_bound_bits
 from reference import forward_reference
-from sharing_reference import forward_sharing_reference, plan_kernels, popcount_2d_sum
-from testdata import shared_file
+from sharing_reference import forward_sharing_reference, popcount_2d_sum
+from support.data import shared_file
 
 MODES = ["exact", "similar:1", "similar:2", "approx:1", "approx:2"]
 
@@ -433,6 +433,7 @@ def test_counts_hand_built():
     assert approx.computed == 2 * px and approx.correction_bits == 0
     rows, total = plan_counts(make_plan(net, "similar:1"))
     assert total.unshared == rows[0].unshared and total.shared == rows[0].shared
+    assert list(make_plan(net, "exact").layers[0].inversion_offsets()) == [0, 0, 9, 0]
 
 
 def test_counts_chain_with_intermediates():

@@ -9,7 +9,7 @@ import bnnhw
 from bnnhw.cli import main
 from bnnhw.examples import EXAMPLE_MODEL
 from bnnhw.sharing import SharingPlan, make_plan, plan_counts
-from testdata import BNN_PYNQ, shared_file
+from support.data import BNN_PYNQ, shared_file
 
 
 def run(capsys, *argv):

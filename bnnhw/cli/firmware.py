@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ._common import load_input, load_net, preview, save_scores
+from ._common import check_output_file, load_input, load_net, preview, save_scores
 
 __all__ = ["register"]
 
@@ -17,20 +17,28 @@ def cmd_firmware(args):
         if len(words) != 3:
             raise InputError("usage: bnnhw firmware run MODEL INPUT.npy -o SCORES.npy "
                              "[--target host|aarch64|armv7]")
+        check_output_file(args.output)
         net = load_net(words[1])
         x = load_input(words[2])
         scores = fw.run(net, x, target=args.target, impl=args.impl)
         save_scores(args.output, scores)
-        print(f"{scores.shape[0]} images -> {args.output} (firmware, {args.target}, "
-              f"predicted: {preview(np.argmax(scores, axis=1))})")
+        kernel = fw.chosen_kernel(net, target=args.target, impl=args.impl)
+        print(f"{scores.shape[0]} images -> {args.output} (firmware, {args.target}, {kernel} "
+              f"kernels, predicted: {preview(np.argmax(scores, axis=1))})")
         return
     if len(words) != 1:
         raise InputError("usage: bnnhw firmware MODEL -o DIR [--target host|aarch64|armv7] "
                          "(or: bnnhw firmware run MODEL INPUT.npy -o SCORES.npy)")
+    from ..outputs import OutputFolder, check_output_folder
+    check_output_folder(args.output, "firmware")
     net = load_net(words[0])
-    runner = fw.generate(net, args.output, target=args.target, impl=args.impl)
-    print(f"{net.name} (id {net.fingerprint()}): {Path(args.output) / 'generated'} and runner "
-          f"{runner} ({args.target}, {args.impl})")
+    out = Path(args.output)
+    # Built in a temporary sibling folder and swapped in: an error or ^C leaves no half
+    # folder, and a previous output stays as it was.
+    with OutputFolder(out, "firmware") as tmp:
+        runner = fw.generate_folder(net, tmp, target=args.target, impl=args.impl)
+    print(f"{net.name} (id {net.fingerprint()}): {out / 'generated'} and runner "
+          f"{out / runner.relative_to(tmp)} ({args.target}, {args.impl})")
 
 
 def register(sub):
@@ -40,7 +48,9 @@ def register(sub):
                                    "and build the runner; bnnhw firmware run MODEL INPUT.npy -o "
                                    "SCORES.npy: scores from the firmware (ARM under qemu-user)")
     p.add_argument("args", nargs="+", metavar="[run] MODEL [INPUT.npy]")
-    p.add_argument("-o", "--output", required=True, help="output folder, or scores .npy for run")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder (created, or replaced when empty or a previous "
+                        "`bnnhw firmware` output), or the scores .npy for run")
     p.add_argument("--target", default="host", choices=("host", "aarch64", "armv7"))
     p.add_argument("--impl", default="neon", choices=("neon", "scalar"),
                    help="NEON kernels (through SIMDe on the host) or the scalar twin only")

@@ -5,16 +5,19 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ._common import load_input, load_net, preview, save_scores
+from ._common import check_output_file, load_input, load_net, positive_number, preview, \
+    save_scores
 
 __all__ = ["register"]
 
 
 def cmd_generate(args):
     from ..gen import generate
-    net = load_net(args.model)
+    from ..outputs import check_output_folder
     if args.folding is not None and args.target_fps is not None:
         raise InputError("give either --folding or --target-fps, not both")
+    check_output_folder(args.output, "generate")
+    net = load_net(args.model)
     manifest = generate(net, args.output, folding=args.folding, target_fps=args.target_fps,
                         clock_mhz=args.clock_mhz, probes=args.probes)
     core = manifest["core"]
@@ -26,6 +29,7 @@ def cmd_generate(args):
 
 def cmd_simulate(args):
     from ..simulate import simulate
+    check_output_file(args.output)
     net = load_net(args.model)
     x = load_input(args.input)
     scores, stats = simulate(net, x, simulator=args.sim, folding=args.folding,
@@ -45,12 +49,14 @@ def register(sub):
                        description="bnnhw generate MODEL -o DIR: write the network core as one "
                                    "Verilog file, its manifest and golden test vectors")
     p.add_argument("model")
-    p.add_argument("-o", "--output", required=True, help="output folder (replaced atomically)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder: created, or replaced atomically when it is empty or a "
+                        "previous `bnnhw generate` output (never a folder holding other files)")
     p.add_argument("--folding", metavar="FILE", default=None,
                    help="JSON {layer: {PE, SIMD}} (default: the model's, e.g. FINN's)")
-    p.add_argument("--target-fps", type=float, default=None, metavar="N",
+    p.add_argument("--target-fps", type=positive_number, default=None, metavar="N",
                    help="choose the cheapest folding reaching N images/s")
-    p.add_argument("--clock-mhz", type=float, default=100.0,
+    p.add_argument("--clock-mhz", type=positive_number, default=100.0,
                    help="clock for --target-fps and the estimates (default 100)")
     p.add_argument("--probes", action="store_true",
                    help="add a frame-end probe port per stage (the testbench then times "

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BnnhwError, InputError
-from ._common import load_input, load_net, preview, save_scores
+from ._common import check_output_file, load_input, load_net, preview, save_scores
 
 __all__ = ["register"]
 
@@ -41,6 +41,7 @@ def cmd_info(args):
 
 def cmd_run(args):
     from .. import golden
+    check_output_file(args.output)
     net = load_net(args.model)
     x = load_input(args.input)
     scores = golden.forward(net, x)
@@ -49,19 +50,49 @@ def cmd_run(args):
           f"{preview(np.argmax(scores, axis=1))})")
 
 
+#: The largest training report read (the committed one is ~20 kB).
+MAX_REPORT_BYTES = 16 << 20
+
+
 def _digits_report(net, model_path):
     """The training report recorded for ``net`` (next to the model, or the packaged example's),
-    when its fingerprint matches, else ``None``."""
+    when its fingerprint matches, else ``None``. A report travels with a model: it is read as
+    untrusted (size bounded, strict JSON, the fields ``eval`` uses checked)."""
     from ..examples import EXAMPLE_REPORT
+    from ..model.schema import strict_json
     fingerprint = net.fingerprint()
     for candidate in (Path(model_path).with_suffix(".json"), EXAMPLE_REPORT):
         try:
-            report = json.loads(candidate.read_text())
-        except (OSError, ValueError):
+            if not candidate.is_file() or candidate.stat().st_size > MAX_REPORT_BYTES:
+                continue
+            report = strict_json(candidate.read_text(), f"training report {str(candidate)!r}",
+                                 error=InputError)
+        except (OSError, UnicodeDecodeError, InputError):
             continue
         if isinstance(report, dict) and report.get("fingerprint") == fingerprint:
+            _check_report(report, candidate)
             return candidate, report
     return None, None
+
+
+def _check_report(report, path):
+    """The fields of a training report that ``eval --digits`` reads, or one clear error."""
+    def field(*keys, kind, low=None, high=None):
+        value = report
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        ok = isinstance(value, kind) and not isinstance(value, bool) and (
+            low is None or value >= low) and (high is None or value <= high)
+        if not ok:
+            raise InputError(f"training report {str(path)!r}: {'.'.join(keys)} must be "
+                             f"{'an integer' if kind is int else 'a number'}"
+                             f"{'' if low is None else f' from {low}'}"
+                             f"{'' if high is None else f' to {high}'}, not {value!r}")
+    field("split", "seed", kind=int, low=0, high=2 ** 63 - 1)
+    field("split", "test_fraction", kind=(int, float), low=0.01, high=0.99)
+    field("split", "test_images", kind=int, low=1, high=10 ** 6)
+    field("accuracy", "golden_test", kind=(int, float), low=0, high=1)
+    field("test_correct", kind=int, low=0, high=10 ** 6)
 
 
 def _eval_data(args, net):
@@ -124,6 +155,7 @@ def cmd_eval(args):
 
 def cmd_convert(args):
     from ..model import save_model
+    check_output_file(args.output)
     net = load_net(args.model)
     save_model(net, args.output)
     print(f"{args.model} -> {args.output} (bnnhw model format, id {net.fingerprint()})")

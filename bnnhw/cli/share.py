@@ -27,6 +27,11 @@ def cmd_share(args):
     if args.approximate and distance < 1:
         raise InputError("--approximate needs --max-distance >= 1 (the largest distance at "
                          "which a kernel reuses another's popcount unchanged)")
+    from ..outputs import check_output_file
+    if args.json:
+        check_output_file(args.json, "--json output")
+    if args.plot:
+        check_output_file(args.plot, "--plot output")
     net = load_net(args.model)
     binary_convolutions(net)                      # a model without any: say so, early
     report = share_report(net, distance, args.approximate)

@@ -63,9 +63,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .. import golden
 from ..errors import InputError
 from ..model import (BinaryConv2d, BinaryDense, Clip, FixedPointQuantizer, MaxPool,
-                     MultibitConv2d, Network, Output, Threshold, fold_batchnorm, save_model)
+                     MultibitConv2d, Network, Output, Threshold, fold_batchnorm)
 from ..model.datasets import DIGITS_SPLIT, digits_bytes, digits_split
-from ..model.io import atomic_write
+from ..model.io import model_writer
+from ..outputs import atomic_write_many, check_output_file
 
 __all__ = ["train_digits", "train_float", "export", "threshold_ranges", "digits_bytes",
            "digits_split", "FloatBNN", "DEFAULTS", "EXAMPLE_MODEL", "EXAMPLE_REPORT"]
@@ -474,6 +475,9 @@ def train_digits(seed=0, epochs=None, out=None):
                              f"is written next to the model with that suffix")
         if out.is_dir():
             raise InputError(f"model output {str(out)!r} is a directory")
+        # Both files, before training: neither is replaced unless both can be written.
+        check_output_file(out, "model output")
+        check_output_file(out.with_suffix(".json"), "report output")
     settings = dict(DEFAULTS, epochs=int(epochs))
     x_train, y_train, x_test, y_test = digits_split(settings["split_seed"],
                                                     settings["test_fraction"])
@@ -538,7 +542,8 @@ def train_digits(seed=0, epochs=None, out=None):
     except ImportError:  # pragma: no cover - digits_bytes already needed it
         pass
     if out is not None:
-        save_model(net, out)
-        text = json.dumps(report, indent=1, sort_keys=True) + "\n"
-        atomic_write(out.with_suffix(".json"), lambda tmp: Path(tmp).write_text(text))
+        text = json.dumps(report, indent=1, sort_keys=True, allow_nan=False) + "\n"
+        # The model and its report are renamed into place only when both are written.
+        atomic_write_many([(out, model_writer(net)),
+                           (out.with_suffix(".json"), lambda tmp: Path(tmp).write_text(text))])
     return net, report

@@ -10,6 +10,7 @@ folder serialises processes that build the same thing at once.
 """
 
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -42,6 +43,35 @@ def write_json(path, obj):
         raise
 
 
+def _check_given_folder(folder):
+    """A build folder named by the user (``--build-dir``) is used only when it is new, empty
+    or already a build folder (its ``build.json`` says so): the flow writes and removes
+    files in it, so it must never be someone else's folder."""
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return
+    try:
+        data = json.loads((folder / "build.json").read_text())
+        if isinstance(data, dict) and data.get("format") == BUILD_FORMAT:
+            return
+    except (OSError, ValueError, RecursionError):
+        pass
+    raise InputError(f"build folder {str(folder)!r} is not empty and is not a bnnhw build "
+                     f"folder (no build.json): refusing to build in it; give a new folder")
+
+
+def file_digest(path):
+    """``[size, sha256 hex]`` of a file, or ``None`` when it cannot be read."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return [size, h.hexdigest()]
+
+
 class Build:
     """The build folder of ``config`` for ``net`` (see the module docstring).
 
@@ -67,6 +97,8 @@ class Build:
         if self.folder.exists() and not self.folder.is_dir():
             raise InputError(f"build folder {str(self.folder)!r} exists and is not a "
                              f"directory")
+        if folder is not None:
+            _check_given_folder(self.folder)
         self._depth = 0
         self._lock_file = None
         self._cache = {}
@@ -89,7 +121,7 @@ class Build:
             if isinstance(data, dict) and data.get("format") == BUILD_FORMAT and \
                     data.get("version") == BUILD_VERSION and isinstance(data.get("steps"), dict):
                 return data
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             pass
         return {"format": BUILD_FORMAT, "version": BUILD_VERSION, "steps": {}}
 
@@ -151,20 +183,20 @@ class Build:
                       "upstream": upstream,
                       "extra": step.extra_key(self)}
             key = digest(inputs, 32)
-            if memo is not None and memo["key"] == key and all(
-                    self.path(p).exists() for p in memo["outputs"]):
+            if memo is not None and memo["key"] == key and self._intact(memo, full=False):
                 return dict(memo, skipped=True)
             record = self.record()
             old = record["steps"].get(record_name)
-            if old and old.get("key") == key and all(
-                    self.path(p).exists() for p in old.get("outputs", [])):
+            if old and old.get("key") == key and self._intact(old, full=True):
                 result = dict(old, skipped=True)
                 self._cache[record_name] = result
                 return result
             start = time.monotonic()
             out = step.run(self, **params) or {}
+            outputs = [str(p) for p in out.get("outputs", [])]
             result = {"step": name, "key": key, "inputs": inputs,
-                      "outputs": [str(p) for p in out.get("outputs", [])],
+                      "outputs": outputs,
+                      "digests": {p: file_digest(self.path(p)) for p in outputs},
                       "metrics": out.get("metrics", {}),
                       "seconds": round(time.monotonic() - start, 3),
                       "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -174,6 +206,27 @@ class Build:
             result = dict(result, skipped=False)
             self._cache[record_name] = result
             return result
+
+    def _intact(self, record, *, full):
+        """Whether a step's recorded outputs are all there as written: same size and (when
+        ``full``) same SHA-256. A cut-short or altered output (a truncated runner) reruns the
+        step instead of breaking every later use of the cache."""
+        digests = record.get("digests")
+        if not isinstance(digests, dict):
+            return False
+        for p in record.get("outputs", []):
+            want = digests.get(p)
+            path = self.path(p)
+            if not isinstance(want, list) or len(want) != 2:
+                return False
+            try:
+                if not path.is_file() or path.stat().st_size != want[0]:
+                    return False
+            except OSError:
+                return False
+            if full and file_digest(path) != want:
+                return False
+        return True
 
     def run_steps(self, names, **params):
         """Run ``names`` in order; ``{name: record}``."""

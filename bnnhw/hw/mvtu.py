@@ -88,6 +88,12 @@ class MVTU(wiring.Component):
     stage : str or None
         The chunk stage by name (:data:`bnnhw.plan.stages.CHUNK_STAGES`); default
         ``"popcount"``, ``"dot"`` for a multi-bit layer.
+    weight_map : tuple or None
+        Weight ROM as column slices ``((lo, width, ram_style), ...)`` (see
+        :class:`~bnnhw.plan.stages.MVTUPlan`; :class:`bnnhw.plan.memory.MemoryMap` chooses
+        them per device); default one memory.
+    table_style : str or None
+        ``ram_style`` of the threshold table memory.
 
     Members
     -------
@@ -104,10 +110,11 @@ class MVTU(wiring.Component):
 
     def __init__(self, *, layer, pe, simd, threshold=None, clip=None, output="bits", rule=None,
                  acc_bits=None, overflow=None, stages=None, chunk_stage=None,
-                 input_order="hwc", stage=None):
+                 input_order="hwc", stage=None, weight_map=None, table_style=None):
         self._build(MVTUPlan(layer=layer, pe=pe, simd=simd, threshold=threshold, clip=clip,
                              output=output, rule=rule, acc_bits=acc_bits, overflow=overflow,
-                             stages=stages, input_order=input_order, stage=stage),
+                             stages=stages, input_order=input_order, stage=stage,
+                             weight_map=weight_map, table_style=table_style),
                     chunk_stage=chunk_stage)
 
     def _build(self, plan, chunk_stage=None):
@@ -207,11 +214,27 @@ class MVTU(wiring.Component):
         m.d.sync += full.eq((full | set_full) & ~clr_full)
 
         reads = [ibuf_r.addr.eq(Mux(rbank, SF, 0) + sf), ibuf_r.en.eq(advance)]
-        if not self.holds_weights:
+        w_data = None
+        if not self.holds_weights and self.plan.weight_map is None:
             m.submodules.weights = wmem = Memory(shape=unsigned(PE * SIMD), depth=NF * SF,
                                                  init=self.plan.weight_rows)
             w_r = wmem.read_port(domain="sync")
             reads += [w_r.addr.eq(waddr), w_r.en.eq(advance)]
+            w_data = w_r.data
+        elif not self.holds_weights:
+            # The device's memory map: column slices, each in the memory kind that suits its
+            # width and depth (block RAM shapes, or logic for wide shallow ROMs).
+            parts = []
+            for i, (lo, width, style) in enumerate(self.plan.weight_map):
+                mask = (1 << width) - 1
+                mem = Memory(shape=unsigned(width), depth=NF * SF,
+                             init=[(row >> lo) & mask for row in self.plan.weight_rows],
+                             attrs={"ram_style": style})
+                m.submodules[f"weights{i}"] = mem
+                port = mem.read_port(domain="sync")
+                reads += [port.addr.eq(waddr), port.en.eq(advance)]
+                parts.append(port.data)
+            w_data = Cat(*parts)
         m.d.comb += reads
 
         # Sideband through the pipeline: valid, first/last fold of a vector, neuron fold.
@@ -228,7 +251,7 @@ class MVTU(wiring.Component):
         with m.If(advance):
             m.d.sync += row1.eq(waddr)
         # A stage that holds its weights reads them by `row`; its `w` stays 0.
-        weights = [] if self.holds_weights else [chunk.w.eq(w_r.data)]
+        weights = [] if self.holds_weights else [chunk.w.eq(w_data)]
         m.d.comb += [chunk.en.eq(advance), chunk.x.eq(ibuf_r.data), *weights,
                      chunk.row.eq(row1)]
         for s in range(L):
@@ -249,8 +272,10 @@ class MVTU(wiring.Component):
 
         # Per-channel constants, read so that they arrive with `res`.
         tw = self.table_shape.width
+        table_attrs = None if self.plan.table_style is None else \
+            {"ram_style": self.plan.table_style}
         m.submodules.table = tmem = Memory(shape=unsigned(PE * (tw + 1)), depth=NF,
-                                           init=self.plan.table_init)
+                                           init=self.plan.table_init, attrs=table_attrs)
         t_r = tmem.read_port(domain="sync")
         m.d.comb += [t_r.addr.eq(sb["nf"]), t_r.en.eq(advance)]
         consts = [t_r.data[p * (tw + 1):p * (tw + 1) + tw] for p in range(PE)]

@@ -5,12 +5,13 @@ Every loader treats its file as untrusted input: errors are one-line
 (scikit-learn only for the digits, imported when asked for).
 """
 
-import gzip
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError, ToolError
+from .safeio import read_idx as _read_idx
+from .safeio import read_npy
 
 __all__ = ["load_array", "load_labels", "check_labels", "read_idx", "load_mnist",
            "digits_bytes", "digits_split", "DIGITS_SPLIT"]
@@ -19,17 +20,15 @@ __all__ = ["load_array", "load_labels", "check_labels", "read_idx", "load_mnist"
 DIGITS_SPLIT = {"split_seed": 0, "test_fraction": 0.25}
 
 
-def load_array(path):
-    """Read a ``.npy`` file holding one array (e.g. uint8 raw inputs), with one-line errors."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"input file {str(path)!r} does not exist")
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise InputError(f"input file {str(path)!r} is not a readable .npy array ({e})") from None
-    if not isinstance(x, np.ndarray):
-        raise InputError(f"input file {str(path)!r} must hold one array, not an archive")
+def load_array(path, what="input file"):
+    """Read a ``.npy`` file holding one array (e.g. uint8 raw inputs), with one-line errors.
+
+    The header is checked against the file and ``BNNHW_MAX_ARRAY_BYTES`` before anything is
+    allocated (:func:`bnnhw.model.safeio.read_npy`); object arrays are never read.
+    """
+    x = read_npy(path, what, error=InputError)
+    if x.dtype.kind == "U":
+        raise InputError(f"{what} {str(path)!r} holds text ({x.dtype}), not numbers")
     return x
 
 
@@ -87,25 +86,9 @@ def check_labels(net, labels, n, source):
 
 
 def read_idx(path):
-    """Read an IDX file (optionally gzipped): big-endian header, then the data."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"IDX file {str(path)!r} does not exist")
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
-        raise InputError(f"IDX file {str(path)!r} is unreadable ({e})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise InputError(f"IDX file {str(path)!r} is not an unsigned-byte IDX file")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    if len(raw) != header + int(np.prod(dims)):
-        raise InputError(f"IDX file {str(path)!r} is truncated: header says {dims}, "
-                         f"{len(raw) - header} data bytes present")
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
+    """Read an IDX file (optionally gzipped): big-endian header first, checked against the
+    size limit, then exactly the data it declares (:func:`bnnhw.model.safeio.read_idx`)."""
+    return _read_idx(path, "IDX file", error=InputError)
 
 
 def load_mnist(directory, split="t10k"):

@@ -19,78 +19,49 @@ Layer kinds: ``multibit_conv2d``, ``binary_conv2d``, ``binary_dense``, ``thresho
 ``threshold`` on load over the range of the value it sees).
 
 Files are written atomically: to a temporary file in the same folder, then renamed.
+
+Files are read as untrusted data (see the README's security note): the archive through
+:class:`bnnhw.model.safeio.NpzArchive` (``.npy`` members only, sizes checked from the zip
+directory and each ``.npy`` header against :mod:`bnnhw.limits` before anything is inflated,
+never unpickled), the header as strict JSON (no ``NaN``) checked by
+:func:`bnnhw.model.schema.check_bnnhw_header`: no unknown fields, ``name`` matching
+:data:`bnnhw.model.schema.NAME_PATTERN` and layer names C identifiers, ``input_shape`` three
+positive integers, parameters JSON scalars; the layer constructors then check every value
+(integers that fit their dtype: a threshold of ``1e30`` or ``2**64 - 1`` is refused, never
+wrapped).
 """
 
-import json
-import os
-import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, ModelError
+from ..errors import ModelError
+from ..outputs import atomic_write
 from .batchnorm import fold_batchnorm
 from .layers import (COMPUTE_TYPES, LAYER_TYPES, QUANTIZERS, BinaryConv2d, BinaryDense, Clip,
                      FixedPointQuantizer, MaxPool, MultibitConv2d, Output, Threshold,
                      ThresholdQuantizer)
 from .network import Network
+from .safeio import NpzArchive
+from .schema import (check_bnn_pynq_meta, check_bnnhw_header, dump_json, strict_json,
+                     topology_pools)
 
-__all__ = ["FORMAT", "VERSION", "load_model", "save_model", "load_bnn_pynq", "atomic_write"]
+__all__ = ["FORMAT", "VERSION", "load_model", "save_model", "model_writer", "load_bnn_pynq",
+           "atomic_write"]
 
 FORMAT = "bnnhw-model"
 VERSION = 1
 HEADER_KEY = "__bnnhw__"
 
 
-def atomic_write(path, write):
-    """Call ``write(tmp_path)`` then rename onto ``path``; nothing is left behind on error.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file to (re)place. Missing parent folders are created.
-    write : callable
-        ``write(tmp_path)`` writes the whole file at ``tmp_path``, in the same folder.
-
-    Raises
-    ------
-    bnnhw.errors.InputError
-        When ``path`` cannot be a file: it is a folder, a parent is a file, or the folder
-        cannot be written; the message names the path.
-    """
-    path = Path(path)
-    where = f"output {str(path)!r}"
-    if path.is_dir():
-        raise InputError(f"{where} is a directory, not a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    except (FileExistsError, NotADirectoryError):
-        raise InputError(f"{where}: its folder {str(path.parent)!r} is not a directory "
-                         f"(a file is in the way)") from None
-    except OSError as e:
-        raise InputError(f"{where}: cannot write to folder {str(path.parent)!r} "
-                         f"({e.strerror or e})") from None
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp creates 0600; give the file the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        try:
-            os.replace(tmp, path)
-        except OSError as e:          # e.g. a directory appeared at path meanwhile
-            raise InputError(f"{where}: cannot replace it ({e.strerror or e})") from None
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_model(net, path):
     """Write ``net`` to ``path`` in bnnhw's own format (see the module docstring)."""
+    atomic_write(path, model_writer(net))
+
+
+def model_writer(net):
+    """``write(tmp_path)`` writing ``net`` in bnnhw's format, for :func:`~bnnhw.outputs.
+    atomic_write_many` (a model and its report written all or nothing)."""
     arrays = {}
     layers = []
     for i, layer in enumerate(net.layers):
@@ -105,41 +76,55 @@ def save_model(net, path):
               "input_shape": list(net.input_shape),
               "quantizer": {"kind": net.quantizer.kind, **net.quantizer.params()},
               "classes": list(net.classes), "meta": net.meta, "layers": layers}
-    arrays[HEADER_KEY] = np.array(json.dumps(header, sort_keys=True))
+    arrays[HEADER_KEY] = np.array(dump_json(header, sort_keys=True))
 
     def write(tmp):
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-    atomic_write(path, write)
+    return write
 
 
 def _open_npz(path):
-    path = Path(path)
-    if not path.exists():
-        raise ModelError(f"model file {str(path)!r} does not exist")
-    if path.is_dir():
-        raise ModelError(f"model file {str(path)!r} is a directory")
-    try:
-        data = np.load(path, allow_pickle=False)
-        contents = {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-        raise ModelError(f"model file {str(path)!r} is not a readable .npz archive "
-                         f"(truncated or corrupt: {e})") from None
-    return contents
+    """The model archive at ``path``, opened for checked reading (:mod:`bnnhw.model.safeio`)."""
+    return NpzArchive(path, "model file", error=ModelError)
 
 
 def load_model(path):
-    """Load a model file: bnnhw's own format or a BNN-PYNQ ``.npz`` (detected by content).
+    """Load a model file: bnnhw's own format or a BNN-PYNQ ``.npz`` (detected by content), or
+    a QONNX / FINN-ONNX ``.onnx`` file (:func:`bnnhw.interop.load_onnx`, extra ``bnnhw[onnx]``).
+
+    The file is untrusted data: its header is checked against the schema
+    (:mod:`bnnhw.model.schema`) and every array against its ``.npy`` header and the size
+    limits (:mod:`bnnhw.limits`) before anything is built; nothing is ever unpickled.
 
     Raises :class:`~bnnhw.errors.ModelError` naming the file, layer and field on bad input.
     """
-    contents = _open_npz(path)
-    if HEADER_KEY in contents:
-        return _from_bnnhw(contents, str(path))
-    if "meta_json" in contents:
-        return _from_bnn_pynq(contents, str(path))
+    if Path(path).suffix.lower() == ".onnx":
+        # QONNX / FINN-ONNX, through the optional extra bnnhw[onnx] (imported only here).
+        from ..interop import load_onnx
+        return load_onnx(path)
+    file = str(path)
+    with _open_npz(path) as archive:
+        try:
+            if HEADER_KEY in archive:
+                return _from_bnnhw(archive, file)
+            if "meta_json" in archive:
+                return _from_bnn_pynq(archive, file)
+        except ModelError as e:
+            # Every message names the file (the layer constructors name layer and field).
+            if file in str(e):
+                raise
+            raise ModelError(f"{file}: {e}") from None
     raise ModelError(f"model file {str(path)!r} is neither a bnnhw model (no {HEADER_KEY!r} "
                      f"entry) nor a BNN-PYNQ parameter file (no 'meta_json' entry)")
+
+
+def _text_entry(archive, key, file):
+    value = archive.read(key)
+    if value.dtype.kind != "U" or value.shape != ():
+        raise ModelError(f"{file}: entry {key!r} must be one string, not {value.dtype} of "
+                         f"shape {list(value.shape)}")
+    return str(value)
 
 
 def _value_range(layers, file):
@@ -155,22 +140,11 @@ def _value_range(layers, file):
     return lo, hi
 
 
-def _from_bnnhw(contents, file):
-    try:
-        header = json.loads(str(contents[HEADER_KEY]))
-    except json.JSONDecodeError as e:
-        raise ModelError(f"{file}: header is not valid JSON ({e})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ModelError(f"{file}: header format must be {FORMAT!r}, "
-                         f"not {header.get('format') if isinstance(header, dict) else header!r}")
-    if header.get("version") != VERSION:
-        raise ModelError(f"{file}: model format version {header.get('version')!r} is not "
-                         f"supported (this bnnhw reads version {VERSION})")
-    for key in ("name", "input_shape", "quantizer", "layers"):
-        if key not in header:
-            raise ModelError(f"{file}: header has no {key!r} field")
+def _from_bnnhw(archive, file):
+    header = strict_json(_text_entry(archive, HEADER_KEY, file), f"{file}: header")
+    check_bnnhw_header(header, file, format=FORMAT, version=VERSION)
     q = dict(header["quantizer"])
-    qkind = q.pop("kind", None)
+    qkind = q.pop("kind")
     if qkind not in QUANTIZERS:
         raise ModelError(f"{file}: unknown input quantizer kind {qkind!r} "
                          f"(known: {', '.join(QUANTIZERS)})")
@@ -180,17 +154,27 @@ def _from_bnnhw(contents, file):
         raise ModelError(f"{file}: input quantizer {qkind!r}: {e}") from None
     layers = []
     for i, entry in enumerate(header["layers"]):
-        kind = entry.get("kind")
+        kind = entry["kind"]
         name = entry.get("name", f"layer{i}")
         arrays = {}
         for field_name, key in entry.get("arrays", {}).items():
-            if key not in contents:
+            if key not in archive:
                 raise ModelError(f"{file}: layer {name!r}: array {field_name!r} "
                                  f"(entry {key!r}) is missing")
-            arrays[field_name] = contents[key]
+            arrays[field_name] = archive.read(key)
         params = dict(entry.get("params", {}))
         if kind == "batchnorm_sign":
             eps = params.pop("eps", 1e-5)
+            if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+                raise ModelError(f"{file}: layer {name!r}: batch-norm eps must be a number, "
+                                 f"not {eps!r}")
+            if params:
+                raise ModelError(f"{file}: layer {name!r} (batchnorm_sign): unknown "
+                                 f"parameter {sorted(params)[0]!r}")
+            unknown = sorted(set(arrays) - {"gamma", "beta", "mean", "var"})
+            if unknown:
+                raise ModelError(f"{file}: layer {name!r} (batchnorm_sign): unknown array "
+                                 f"{unknown[0]!r}")
             missing = [f for f in ("gamma", "beta", "mean", "var") if f not in arrays]
             if missing:
                 raise ModelError(f"{file}: layer {name!r}: batch-norm {missing[0]!r} is missing")
@@ -212,60 +196,47 @@ def _from_bnnhw(contents, file):
 
 def load_bnn_pynq(path):
     """Load a BNN-PYNQ parameter file (``../shared/data/bnn-pynq/*.npz``) as a Network."""
-    return _from_bnn_pynq(_open_npz(path), str(path))
+    with _open_npz(path) as archive:
+        if "meta_json" not in archive:
+            raise ModelError(f"{str(path)}: BNN-PYNQ file has no 'meta_json' entry")
+        return _from_bnn_pynq(archive, str(path))
 
 
-def _from_bnn_pynq(contents, file):
-    try:
-        meta = json.loads(str(contents["meta_json"]))
-        meta_layers = meta["layers"]
-        topology = meta["topology"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ModelError(f"{file}: BNN-PYNQ meta_json is malformed ({e})") from None
-    input_bits = int(meta.get("first_layer_input_bits", 1))
-    input_shape = tuple(meta.get("input_shape", ()))
+def _from_bnn_pynq(archive, file):
+    meta = strict_json(_text_entry(archive, "meta_json", file), f"{file}: BNN-PYNQ meta_json")
+    meta = check_bnn_pynq_meta(meta, file)
+    input_bits = meta["first_layer_input_bits"]
+    input_shape = tuple(meta["input_shape"])
     quantizer = FixedPointQuantizer(input_bits) if input_bits > 1 else ThresholdQuantizer(128)
-
-    # Pools follow the layer named before them in the topology string.
-    pools_after = {}
-    previous = None
-    for item in topology.split(", "):
-        token = item.split("(")[0].strip()
-        if token.startswith("maxpool"):
-            size = int(token[len("maxpool"):].split("x")[0])
-            pools_after[previous] = size
-        else:
-            previous = token
+    pools_after = topology_pools(meta["topology"], file)
 
     layers = []
     folding = {}
-    for entry in meta_layers:
+    for entry in meta["layers"]:
         i, name, kind = entry["index"], entry["name"], entry["kind"]
         key = f"{name}_weight"
-        if key not in contents:
+        if key not in archive:
             raise ModelError(f"{file}: layer {name!r}: weight {key!r} is missing")
-        weight = contents[key]
+        weight = archive.read(key)
         if kind == "conv":
-            stride, pad = int(entry.get("stride", 1)), int(entry.get("padding", 0))
+            stride, pad = entry["stride"], entry["padding"]
             if i == 0 and input_bits > 1:
                 layers.append(MultibitConv2d(name, weight, input_bits=input_bits, stride=stride,
                                              pad=pad))
             else:
                 layers.append(BinaryConv2d(name, weight, stride=stride, pad=pad))
-        elif kind == "fc":
-            layers.append(BinaryDense(name, weight))
         else:
-            raise ModelError(f"{file}: layer {name!r}: unknown BNN-PYNQ layer kind {kind!r}")
-        folding[name] = {"PE": int(entry["PE"]), "SIMD": int(entry["SIMD"])}
+            layers.append(BinaryDense(name, weight))
+        folding[name] = {"PE": entry["PE"], "SIMD": entry["SIMD"]}
         thr_key = f"thr{i}_dot_ge"
-        if thr_key in contents:
-            layers.append(Threshold(f"thr{i}", contents[thr_key]))
+        if thr_key in archive:
+            layers.append(Threshold(f"thr{i}", archive.read(thr_key)))
         if name in pools_after:
             layers.append(MaxPool(f"pool{i}", pools_after[name]))
     layers.append(Output("output"))
-    classes = tuple(str(c) for c in meta.get("classes", ()))
+    classes = tuple(meta.get("classes", ()))
     net_meta = {"source": "bnn-pynq", "dataset": meta.get("dataset"),
                 "network": meta.get("network"), "folding": folding}
-    return Network(name=str(meta.get("network", "bnn_pynq")) + "_" + str(meta.get("dataset", "")),
+    return Network(name=meta.get("network", "bnn_pynq") + "_" + meta.get("dataset", ""),
                    input_shape=input_shape, quantizer=quantizer, layers=tuple(layers),
                    classes=classes, meta=net_meta)

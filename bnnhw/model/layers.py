@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ModelError
+from .schema import check_layer_name
 
 __all__ = [
     "ThresholdQuantizer",
@@ -49,17 +50,50 @@ def _where(layer, field_name):
 
 
 def _check_name(name):
-    if not isinstance(name, str) or not name or not name.replace("_", "").isalnum() \
-            or name[0].isdigit():
-        raise ModelError(f"layer name must be an identifier-like string, not {name!r}")
+    # Layer names reach C string literals and hardware submodule names: ASCII identifiers only.
+    check_layer_name(name)
 
 
-def _check_int(layer, field_name, value, minimum=None):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+def _check_int(layer, field_name, value, minimum=None, maximum=None):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise ModelError(f"{_where(layer, field_name)} must be an integer, not {value!r}")
     if minimum is not None and value < minimum:
         raise ModelError(f"{_where(layer, field_name)} must be at least {minimum}, not {value}")
+    if maximum is not None and value > maximum:
+        raise ModelError(f"{_where(layer, field_name)} must be at most {maximum}, not {value}")
     return int(value)
+
+
+#: The widest popcount accumulator a layer may ask for (``acc_bits``): K is bounded by the
+#: array size limit (< 2^31), so 32 bits hold every exact popcount.
+MAX_ACC_BITS = 32
+#: The widest multi-bit input code (also the input quantizer's maximum).
+MAX_INPUT_BITS = 16
+
+
+def _check_int_array(layer, field_name, values):
+    """An integer vector as int64, exactly: floats must be integral and every value must
+    fit int64 (``1e30`` or ``2**64 - 1`` are refused, never wrapped)."""
+    t = np.asarray(values)
+    where = _where(layer, field_name)
+    if t.dtype.kind == "f":
+        bad = ~np.isfinite(t) | (t != np.round(t))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ModelError(f"{where} must be integers, not {t[i].item()!r} at index {i}")
+        # float(2**63) is exact: the representable int64 range is [-2**63, 2**63).
+        bad = (t < -2.0 ** 63) | (t >= 2.0 ** 63)
+    elif t.dtype.kind == "u":
+        bad = t > np.iinfo(np.int64).max
+    elif t.dtype.kind == "i":
+        bad = np.zeros(t.shape, bool)
+    else:
+        raise ModelError(f"{where} must be integers, not dtype {t.dtype}")
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ModelError(f"{where} must fit int64 ([-2^63, 2^63 - 1]), not {t[i].item()!r} at "
+                         f"index {i}")
+    return t.astype(np.int64)
 
 
 def _check_pm1_weights(layer, weight, ndim):
@@ -89,7 +123,7 @@ def _check_accumulator(layer, acc_bits, overflow, k):
     a_min = popcount_bits(k)
     if acc_bits is None:
         return
-    acc_bits = _check_int(layer, "acc_bits", acc_bits, minimum=1)
+    acc_bits = _check_int(layer, "acc_bits", acc_bits, minimum=1, maximum=MAX_ACC_BITS)
     if acc_bits < a_min and overflow != "saturate":
         raise ModelError(f"layer {layer!r}: accumulator width must be at least {a_min} for "
                          f"K={k}, not {acc_bits} (ask for overflow='saturate' to allow it)")
@@ -286,7 +320,8 @@ class BinaryConv2d(_Conv, _Popcount):
         object.__setattr__(self, "weight", _check_pm1_weights(self.name, self.weight, 4))
         object.__setattr__(self, "stride", _check_int(self.name, "stride", self.stride, 1))
         object.__setattr__(self, "pad", _check_int(self.name, "pad", self.pad, 0))
-        if self.pad_value not in (1, -1):
+        if isinstance(self.pad_value, (bool, np.bool_)) or \
+                not isinstance(self.pad_value, (int, np.integer)) or self.pad_value not in (1, -1):
             raise ModelError(f"{_where(self.name, 'pad_value')} must be +1 or -1, "
                              f"not {self.pad_value!r}")
         object.__setattr__(self, "pad_value", int(self.pad_value))
@@ -321,7 +356,8 @@ class MultibitConv2d(_Conv):
         _check_name(self.name)
         object.__setattr__(self, "weight", _check_pm1_weights(self.name, self.weight, 4))
         object.__setattr__(self, "input_bits",
-                           _check_int(self.name, "input_bits", self.input_bits, 2))
+                           _check_int(self.name, "input_bits", self.input_bits, 2,
+                                      MAX_INPUT_BITS))
         object.__setattr__(self, "stride", _check_int(self.name, "stride", self.stride, 1))
         object.__setattr__(self, "pad", _check_int(self.name, "pad", self.pad, 0))
         lo, hi = -(1 << (self.input_bits - 1)), (1 << (self.input_bits - 1)) - 1
@@ -422,19 +458,19 @@ class Threshold:
         if t.ndim != 1 or t.size == 0:
             raise ModelError(f"{_where(self.name, 'thresholds')} must be a non-empty vector, "
                              f"not shape {tuple(t.shape)}")
-        if t.dtype.kind == "f":
-            if not np.all(np.isfinite(t)) or not np.all(t == np.round(t)):
-                raise ModelError(f"{_where(self.name, 'thresholds')} must be integers")
-        elif t.dtype.kind not in "iu":
-            raise ModelError(f"{_where(self.name, 'thresholds')} must be integers, "
-                             f"not dtype {t.dtype}")
-        object.__setattr__(self, "thresholds", _freeze(t.astype(np.int64)))
+        t = _check_int_array(self.name, "thresholds", t)
+        object.__setattr__(self, "thresholds", _freeze(t))
         neg = np.zeros(t.shape, bool) if self.negate is None else np.asarray(self.negate)
         if neg.shape != t.shape:
             raise ModelError(f"{_where(self.name, 'negate')} must have shape {t.shape}, "
                              f"not {tuple(neg.shape)}")
+        if neg.dtype.kind not in "biuf":
+            raise ModelError(f"{_where(self.name, 'negate')} must hold 0 or 1, not dtype "
+                             f"{neg.dtype}")
         if neg.dtype != bool and not np.all((neg == 0) | (neg == 1)):
-            raise ModelError(f"{_where(self.name, 'negate')} must hold 0 or 1")
+            bad = int(np.argmax(~((neg == 0) | (neg == 1))))
+            raise ModelError(f"{_where(self.name, 'negate')} must hold 0 or 1, not "
+                             f"{neg[bad].item()!r} at index {bad}")
         object.__setattr__(self, "negate", _freeze(neg.astype(bool)))
 
     @property

@@ -2,13 +2,16 @@
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import ModelError
+from ..limits import check_count, check_size
 from .layers import (COMPUTE_TYPES, BinaryConv2d, BinaryDense, Clip, FixedPointQuantizer,
                      MaxPool, MultibitConv2d, Output, Threshold, ThresholdQuantizer)
+from .schema import check_class_name, check_identifier, dump_json
 
 __all__ = ["Network", "LayerInfo", "Block"]
 
@@ -101,19 +104,33 @@ class Network:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name:
-            raise ModelError(f"network name must be a non-empty string, not {self.name!r}")
-        shape = tuple(int(s) for s in self.input_shape)
-        if len(shape) != 3 or min(shape) < 1:
-            raise ModelError(f"network input_shape must be [C, H, W] with positive sizes, "
-                             f"not {list(self.input_shape)}")
+        # The name reaches C, Verilog and folder names: checked against a strict pattern.
+        check_identifier(self.name, "network name")
+        shape = tuple(self.input_shape) if isinstance(self.input_shape, (tuple, list)) else ()
+        if len(shape) != 3 or not all(
+                isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_))
+                and s >= 1 for s in shape):
+            raise ModelError(f"network input_shape must be [C, H, W] of positive integers, "
+                             f"not {self.input_shape!r}")
+        shape = tuple(int(s) for s in shape)
+        check_size("image_elements", math.prod(shape), f"network input_shape {list(shape)}",
+                   error=ModelError)
         object.__setattr__(self, "input_shape", shape)
         if not isinstance(self.quantizer, (ThresholdQuantizer, FixedPointQuantizer)):
             raise ModelError(f"network quantizer must be an input quantizer, "
                              f"not {self.quantizer!r}")
         layers = tuple(self.layers)
+        check_count("layers", len(layers), "the network", error=ModelError)
         object.__setattr__(self, "layers", layers)
-        object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+        object.__setattr__(self, "classes", tuple(
+            check_class_name(c if isinstance(c, str) else str(c), i)
+            for i, c in enumerate(self.classes)))
+        if not isinstance(self.meta, dict):
+            raise ModelError(f"network meta must be a dict, not {type(self.meta).__name__}")
+        try:
+            dump_json(self.meta)
+        except (TypeError, ValueError, RecursionError) as e:
+            raise ModelError(f"network meta must be strict JSON (no NaN): {e}") from None
         object.__setattr__(self, "_infos", self._check_sequence())
         if not self.classes:
             object.__setattr__(self, "classes",
@@ -160,6 +177,8 @@ class Network:
                 raise ModelError(f"layer {layer.name!r}: binary scores must come straight "
                                  f"from a threshold")
             out = layer.output_shape(shape)
+            check_size("image_elements", math.prod(out),
+                       f"layer {layer.name!r}: output of shape {list(out)}", error=ModelError)
             infos.append(LayerInfo(index, layer, shape, tuple(out)))
             shape = tuple(out)
             flowing = layer.output_kind

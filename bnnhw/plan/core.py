@@ -19,6 +19,7 @@ Stage chain (one stage per entry, connected stream to stream)::
 from dataclasses import dataclass
 
 from ..errors import ModelError
+from ..limits import check_size
 from ..model.layers import BinaryConv2d, BinaryDense, MultibitConv2d
 from ..model.network import Network
 from .folding import load_folding
@@ -80,6 +81,11 @@ class CorePlan:
         first layer (see :class:`bnnhw.hw.network.NetworkCore`).
     probes : bool
         Per-stage frame-end probes (listed by :meth:`describe`).
+    memory : dict or None
+        Per MVTU stage, how its memories are built on a device:
+        ``{stage: {"weights": ((lo, width, ram_style), ...), "table": ram_style}}``
+        (:meth:`bnnhw.plan.memory.MemoryMap.core_memory`; :meth:`for_device` computes it).
+        Default: one memory each, left to Yosys.
 
     Raises
     ------
@@ -88,16 +94,22 @@ class CorePlan:
     """
 
     def __init__(self, net, folding=None, *, input_bytes_per_beat=None, window_fifo=True,
-                 probes=False):
+                 probes=False, memory=None):
         if not isinstance(net, Network):
             raise TypeError(f"Network must be a bnnhw Network, not {net!r}")
         self.net = net
         self.window_fifo = bool(window_fifo)
         self.probes = bool(probes)
+        self.memory = memory or {}
         self.folding = load_folding(net, folding)
         blocks = net.blocks()
         if not blocks:
             raise ModelError(f"network {net.name!r} has no compute layer")
+        # The size of what would be built, checked before any stage is planned.
+        lanes = sum(self.folding[b.name]["PE"] * self.folding[b.name]["SIMD"]
+                    * getattr(b.compute.layer, "input_bits", 1) for b in blocks)
+        check_size("hw_lanes", lanes, f"the core of {net.name!r} at this folding "
+                   f"(PE x SIMD x input bits, summed over its layers)", error=ModelError)
         c, h, w = net.input_shape
         image_bytes = c * h * w
         first = blocks[0].compute.layer
@@ -181,8 +193,10 @@ class CorePlan:
             if not last and block.threshold is None:
                 raise ModelError(f"layer {block.name!r}: a block before the last needs a "
                                  f"threshold")
+            mem = self.memory.get(block.name, {})
             try:
                 mvtu = MVTUPlan(layer=layer, pe=pe, simd=simd,
+                                weight_map=mem.get("weights"), table_style=mem.get("table"),
                                 threshold=None if block.threshold is None
                                 else block.threshold.layer,
                                 clip=None if block.clip is None else block.clip.layer,
@@ -228,6 +242,15 @@ class CorePlan:
                 add("output", scores, scores.classes, scores.classes)
         self.stages = tuple(stages)
         self.num_classes = net.num_classes
+
+    @classmethod
+    def for_device(cls, net, folding=None, device=None, *, bram_budget=None, **kwargs):
+        """The plan of ``net`` with its memories mapped onto ``device`` (a
+        :class:`bnnhw.plan.devices.Device`): ``(plan, memory_map)``."""
+        from .memory import MemoryMap
+        first = cls(net, folding, **kwargs)
+        mm = MemoryMap(first, device, bram_budget=bram_budget)
+        return cls(net, first.folding, memory=mm.core_memory(), **kwargs), mm
 
     # -- derived views -------------------------------------------------------------------------
 

@@ -6,8 +6,9 @@ a JSON file, the model's ``net.meta["folding"]`` (FINN's folding of the BNN-PYNQ
 
 Rules (checked by :func:`check_folding`, errors name the layer):
 
-* ``PE >= 1`` (PE need not divide ``O`` and may exceed it: rows are padded) and
-  ``1 <= SIMD <= K`` (SIMD need not divide ``K``: the vector is padded);
+* ``1 <= PE <= O`` rounded up to a power of two (PE need not divide ``O`` and may exceed it:
+  rows are padded; :func:`pe_limit`) and ``1 <= SIMD <= K`` (SIMD need not divide ``K``: the
+  vector is padded);
 * for a convolution, ``SIMD`` divides the input channels (window vectors are ``[ky][kx][c]``),
   unless the entry says ``"order": "chw"``: then the vector is ``[c][ky][kx]`` (each input
   channel's 2-D window contiguous, for a per-channel 2-D popcount stage or a shared-result
@@ -22,15 +23,15 @@ Cycles of one layer per image: ``ceil(O / PE) * ceil(K / SIMD) * H_out * W_out``
 computes one output pixel per vector).
 """
 
-import json
 import math
 from pathlib import Path
 
 from ..errors import ModelError
+from ..model.schema import strict_json
 from ..model.layers import COMPUTE_TYPES, BinaryDense, MultibitConv2d
 
 __all__ = ["load_folding", "check_folding", "default_folding", "auto_folding",
-           "layer_cycles", "folding_cycles"]
+           "layer_cycles", "folding_cycles", "pe_limit"]
 
 
 def _compute_infos(net):
@@ -58,6 +59,18 @@ def folding_cycles(net, folding):
 #: ``"hwc"`` ``[ky][kx][c]``, the pixel stream's order (default); ``"chw"`` ``[c][ky][kx]``,
 #: each input channel's 2-D window contiguous (SPEC §9's per-channel 2-D kernels).
 ORDERS = ("hwc", "chw")
+#: The largest folding file read.
+MAX_FOLDING_BYTES = 16 << 20
+
+
+def pe_limit(out_channels):
+    """The largest PE of a layer with ``out_channels`` rows: ``O`` rounded up to a power of two.
+
+    PE may exceed O (FINN folds LFC's fc3, O=10, with PE=16: rows are padded), but not
+    without bound: a PE beyond this only adds idle lanes (and a ``PE: 1000000000`` would ask
+    for a billion of them).
+    """
+    return 1 << (int(out_channels) - 1).bit_length()
 
 
 def _simd_ok(layer, simd):
@@ -91,25 +104,28 @@ def check_folding(net, folding):
         if extra:
             raise ModelError(f"layer {info.name!r}: unknown folding key {extra[0]!r}")
         order = entry.get("order", "hwc")
-        if order not in ORDERS:
+        if not isinstance(order, str) or order not in ORDERS:
             raise ModelError(f"layer {info.name!r}: folding order must be 'hwc' or 'chw', "
                              f"not {order!r}")
         if order == "chw" and isinstance(layer, BinaryDense):
             raise ModelError(f"layer {info.name!r}: folding order 'chw' is for convolutions "
                              f"only")
         vals = {}
-        # PE may exceed O (FINN folds LFC's fc3, O=10, with PE=16): rows are padded.
-        for key, top in (("PE", None), ("SIMD", layer.fan_in)):
+        for key, top in (("PE", pe_limit(layer.out_channels)), ("SIMD", layer.fan_in)):
             if key not in entry:
                 raise ModelError(f"layer {info.name!r}: folding needs {key}")
             v = entry[key]
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ModelError(f"layer {info.name!r}: {key} must be a positive integer, "
                                  f"not {v!r}")
-            if top is not None and v > top:
-                what = "output channels" if key == "PE" else "inputs (K)"
-                raise ModelError(f"layer {info.name!r}: {key} must be at most the {top} "
-                                 f"{what}, not {v}")
+            if v > top and key == "PE":
+                why = (f"its {top} output channels" if top == layer.out_channels else
+                       f"its {layer.out_channels} output channels rounded up to a power of two")
+                raise ModelError(f"layer {info.name!r}: PE must be at most {top} ({why}), "
+                                 f"not {v}")
+            if v > top:
+                raise ModelError(f"layer {info.name!r}: SIMD must be at most the {top} inputs "
+                                 f"(K), not {v}")
             vals[key] = int(v)
         if order == "hwc" and not _simd_ok(layer, vals["SIMD"]):
             raise ModelError(f"layer {info.name!r}: SIMD must divide the {layer.in_channels} "
@@ -127,7 +143,7 @@ def _check_stage(info, stage, order, simd):
     """A chunk stage named in a folding entry (:data:`bnnhw.plan.stages.CHUNK_STAGES`)."""
     from .stages import CHUNK_STAGES
     layer = info.layer
-    if stage not in CHUNK_STAGES:
+    if not isinstance(stage, str) or stage not in CHUNK_STAGES:
         raise ModelError(f"layer {info.name!r}: chunk stage must be one of "
                          f"{', '.join(repr(s) for s in CHUNK_STAGES)}, not {stage!r}")
     if (stage == "dot") != isinstance(layer, MultibitConv2d):
@@ -176,11 +192,17 @@ def load_folding(net, folding=None):
     elif isinstance(folding, (str, Path)):
         path = Path(folding)
         try:
-            folding = json.loads(path.read_text())
+            if path.exists() and not path.is_file():
+                raise ModelError(f"folding file {str(path)!r} is not a regular file")
+            if path.is_file() and path.stat().st_size > MAX_FOLDING_BYTES:
+                raise ModelError(f"folding file {str(path)!r} is larger than "
+                                 f"{MAX_FOLDING_BYTES:,} bytes")
+            text = path.read_text()
         except OSError as e:
             raise ModelError(f"cannot read folding file {str(path)!r}: {e.strerror}") from None
-        except json.JSONDecodeError as e:
-            raise ModelError(f"folding file {str(path)!r} is not valid JSON: {e}") from None
+        except UnicodeDecodeError:
+            raise ModelError(f"folding file {str(path)!r} is not text") from None
+        folding = strict_json(text, f"folding file {str(path)!r}")
     return check_folding(net, folding)
 
 
@@ -199,6 +221,9 @@ def auto_folding(net, *, images_per_second, clock_hz):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 \
                 or not math.isfinite(v):
             raise ModelError(f"{name} must be a positive number, not {v!r}")
+    if not math.isfinite(clock_hz / images_per_second):
+        raise ModelError(f"a clock of {clock_hz!r} Hz at {images_per_second!r} images/s gives no "
+                         f"finite cycle budget")
     budget = math.floor(clock_hz / images_per_second)
     out = {}
     for info in _compute_infos(net):

@@ -24,7 +24,7 @@ from .tables import (IntShape, accumulator_range, score_table, shape_for, thresh
 
 __all__ = ["StagePlan", "InputPlan", "WidthPlan", "SerializerPlan", "FifoPlan", "WindowPlan",
            "TransposePlan", "ChunkStagePlan", "MVTUPlan", "PoolPlan", "ScoresPlan",
-           "CHUNK_STAGES", "tree_levels", "default_stages", "window_vectors",
+           "CHUNK_STAGES", "RAM_STYLES", "tree_levels", "default_stages", "window_vectors",
            "or_pool_reference"]
 
 
@@ -688,6 +688,12 @@ class MVTUPlan(StagePlan):
 
     The parameters are those of :class:`bnnhw.hw.mvtu.MVTU`; ``stage`` names the chunk stage
     (:data:`CHUNK_STAGES`; default ``"dot"`` for a multi-bit layer, else ``"popcount"``).
+
+    ``weight_map`` builds the weight ROM as column slices ``((lo, width, style), ...)``
+    covering bits ``[0, PE*SIMD)`` in order, each its own memory with Yosys' ``ram_style``
+    (``"block"``, ``"logic"``, ``"distributed"``), as :class:`bnnhw.plan.memory.MemoryMap`
+    chooses for a device; ``table_style`` does the same for the threshold table. ``None``
+    (default): one memory each, left to Yosys.
     """
     layer: object
     pe: int
@@ -701,6 +707,8 @@ class MVTUPlan(StagePlan):
     stages: int | None = None
     input_order: str = "hwc"
     stage: str | None = None
+    weight_map: tuple | None = None
+    table_style: str | None = None
     component: ClassVar[str] = "mvtu:MVTU"
 
     def __post_init__(self):
@@ -779,6 +787,12 @@ class MVTUPlan(StagePlan):
         except ValueError as e:
             raise ValueError(f"layer {layer.name!r}: {e}") from None
         _set(self, "chunk", chunk)
+        if self.weight_map is not None:
+            _set(self, "weight_map", _check_weight_map(layer.name, self.weight_map,
+                                                       self.pe * self.simd))
+        if self.table_style is not None and self.table_style not in RAM_STYLES:
+            raise ValueError(f"layer {layer.name!r}: table style must be one of "
+                             f"{', '.join(map(repr, RAM_STYLES))}, not {self.table_style!r}")
         if output == "scores" and self.rule is None:
             raise ValueError(f"layer {layer.name!r}: output 'scores' needs a score rule")
 
@@ -909,6 +923,42 @@ class MVTUPlan(StagePlan):
         _set(self, "_weight_rows", cached)
         return cached
 
+    # -- software model -------------------------------------------------------------------
+
+    def reference(self, vectors):
+        """Output beats (ints) for input vectors, computed from this plan's constants.
+
+        Parameters
+        ----------
+        vectors : array_like, ``[N, K]``
+            Element values in this unit's vector order (``input_order``): bits 0 / 1 of a
+            binary layer, signed codes of a multi-bit one.
+
+        Returns
+        -------
+        list of int
+            One ``o_stream`` payload per vector: bit ``o`` = output channel ``o``
+            (``output="bits"``), or the scores as ``score_width``-bit two's-complement fields.
+        """
+        x = np.asarray(vectors, dtype=np.int64)
+        w = conv_weight_rows(self.layer.weight, self.input_order).astype(np.int64)
+        if self.multibit:
+            a = x @ w.T
+        else:
+            a = (2 * x - 1) @ w.T                                   # y = 2P - K
+            a = np.minimum((a + self.fan_in) // 2, (1 << self._acc_bits) - 1)   # P
+        compare, neg = self.compare[None, :], self.negate[None, :]
+        if self.output == "bits":
+            bits = (a >= compare) ^ neg
+            return pack_fields(bits.astype(np.int64), 1)
+        from .tables import value_of
+        if self.rule == "popcount":
+            scores = a
+        else:
+            v = value_of(self.layer, a, self.clip)
+            scores = np.where(neg, compare - v, v - compare) if self.rule == "margin" else v
+        return pack_fields(scores, self.score_width)
+
     # -- figures --------------------------------------------------------------------------
 
     @property
@@ -948,6 +998,37 @@ class MVTUPlan(StagePlan):
         """Output beat width: ``O`` bits, or ``O * score_width`` scores."""
         return self.out_channels if self.output == "bits" else \
             self.out_channels * self.score_width
+
+
+#: Yosys ``ram_style`` values a memory slice may ask for.
+RAM_STYLES = ("block", "logic", "distributed")
+
+
+def _check_weight_map(name, weight_map, width):
+    """Validate weight ROM slices ``((lo, width, style), ...)`` covering ``[0, width)``."""
+    out, lo = [], 0
+    try:
+        items = list(weight_map)
+    except TypeError:
+        raise TypeError(f"layer {name!r}: weight map must be a sequence of (lo, width, style), "
+                        f"not {weight_map!r}") from None
+    for item in items:
+        if not (isinstance(item, (tuple, list)) and len(item) == 3):
+            raise TypeError(f"layer {name!r}: weight map entry must be (lo, width, style), "
+                            f"not {item!r}")
+        a, w, style = item
+        if a != lo:
+            raise ValueError(f"layer {name!r}: weight map slice must start at bit {lo}, "
+                             f"not {a!r}")
+        check_int("Weight slice width", w, 1)
+        if style not in RAM_STYLES:
+            raise ValueError(f"layer {name!r}: weight slice style must be one of "
+                             f"{', '.join(map(repr, RAM_STYLES))}, not {style!r}")
+        out.append((int(a), int(w), style))
+        lo += w
+    if lo != width:
+        raise ValueError(f"layer {name!r}: weight map covers {lo} bits, the rows have {width}")
+    return tuple(out)
 
 
 def check_accumulator(fan_in, acc_bits, overflow):

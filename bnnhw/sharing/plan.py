@@ -242,6 +242,16 @@ class LayerPlan:
         n = self.kernel_size
         return np.stack([ch.output_bits(n) for ch in self.channels], axis=1)
 
+    def inversion_offsets(self):
+        """``n * (inverted reads of o)`` per output channel, int64 ``[O]``.
+
+        ``P[o] = offset[o] + sum_c s(o, c) p_(entry[o] of c)`` with ``s = -1`` where read
+        inverted, ``+1`` elsewhere: a datapath can subtract instead of add and fold the
+        constant into the output's threshold.
+        """
+        inv = np.array([ch.inverted for ch in self.channels], bool)
+        return self.kernel_size * inv.sum(axis=0).astype(np.int64)
+
     def effective_weight(self):
         """The kernels the plan computes, +1 / -1 int8 ``[O, C, kh, kw]`` (the layer's own
         weight in the exact modes)."""

@@ -29,8 +29,11 @@ an entry inverted). What is then computed per class depends on the mode.
       MST over the classes is never worse than the plan without intermediates, and a lower
       bound for *any* plan is ``n + (m - 1)`` bits for ``m`` classes (one scratch entry, and
       at least one correction bit for every other class). :func:`lower_bound_bits` gives it;
-      the benchmarks report the gap (on the CNV networks within 8.4 % in conv1, under 2 % in
-      conv2-conv5).
+      the benchmark reports the gap (on the three CNV networks at most 9 % in conv1 and 3 %
+      in conv2-conv5; 36 % on the example model's conv1, whose kernels are more spread). The
+      MST does not share intermediates between chains (the iterated 1-Steiner heuristic
+      would; on cnvW1A1_cifar10 conv1 it took the gap from 8.4 % to 5.8 % in a throw-away
+      trial, at a hundred times the planning time).
 
 ``max_depth`` bounds the derivation steps from a scratch entry (a hardware adder chain):
 Prim then only attaches a class where the depth allows, a heuristic (the bounded-depth
@@ -44,7 +47,8 @@ spanning tree is NP-hard).
     reuses its popcount unchanged. The representatives are then shared exactly as in
     ``"similar:D"``. The fewest representatives are at least ``ceil(m / V)``, ``V`` the
     number of kernels within ``D`` of one (``sum_{i <= D} C(n, i)``; the sphere-covering
-    bound, :func:`cover_lower_bound`).
+    bound, :func:`cover_lower_bound`). On cnvW1A1_cifar10 the greedy cover is 5-13 % above
+    the optimum found by a MILP for D = 1 (benchmarks/sharing_bench.py).
 
 Everything is deterministic: classes in increasing order of their smaller kernel, ties
 broken by index.

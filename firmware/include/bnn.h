@@ -10,9 +10,12 @@
  * is P = K - M and the signed dot product y = 2P - K. There is no floating point anywhere:
  * batch norm reaches the firmware already folded into an integer threshold T and a polarity.
  *
- * Every kernel exists twice: a portable scalar twin (suffix _scalar, plain C99) and a NEON
- * version (suffix _neon, only when BNN_HAVE_NEON is defined: AArch64, ARMv7 with -mfpu=neon,
- * or x86 through SIMDe). Both read the same prepared data, so one prepared layer runs on both.
+ * Every kernel exists as a portable scalar twin (suffix _scalar, plain C99), a NEON version
+ * (suffix _neon, only when BNN_HAVE_NEON is defined: AArch64, ARMv7 with -mfpu=neon, or x86
+ * through SIMDe) and, on x86-64, AVX2 and AVX-512 versions (BNN_HAVE_X86; suffixes _avx2,
+ * _avx512bw, _avx512vp) compiled with per-file target pragmas, so one binary runs on any x86-64
+ * and picks them at run time (CPUID). All read the same prepared data, so one prepared layer runs
+ * on every path; bnn_kernel_choose() and the bnn_*_run() functions select among them.
  */
 #ifndef BNN_H
 #define BNN_H
@@ -22,6 +25,14 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* x86-64 SIMD kernels: compiled in on x86-64 with GCC or Clang unless BNN_NO_X86 (the IMPL=scalar
+ * build) is defined. Their files carry their own target pragmas; nothing else is compiled for
+ * more than the baseline x86-64, so the binary runs on any x86-64 CPU. */
+#if (defined(__x86_64__) || defined(__amd64__)) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(BNN_NO_X86)
+#define BNN_HAVE_X86 1
 #endif
 
 /* Output channels are computed in groups of this many (the NEON kernel's register block). */
@@ -72,6 +83,12 @@ typedef struct {
     int32_t *t;                  /* [ocp]: bit = (y' >= t) with y' the (negated) sum */
     int ocp;                     /* oc rounded up to 16 */
     int8_t *wt;                  /* [k][ocp]: the same weights transposed (0 for padding) */
+    int rw4;                     /* ceil(kw * c / 4): 4-code steps per window row */
+    int8_t *w4;                  /* [kh][rw4][ocp][4]: four consecutive weights of a window row
+                                  * for each channel side by side, 0 past the row's end (x86
+                                  * kernels: u8 x s8 pair products on 4 codes of a row) */
+    int32_t *wofs;               /* [ocp]: 128 * sum_k w[o][k]; with u8 codes q + 128 the sum of
+                                  * products is y + wofs */
 } bnn_mbconv;
 
 /* ---- packing (bnn_pack.c) -------------------------------------------------------------- */
@@ -137,6 +154,54 @@ void bnn_bn_float_pack_neon(const int32_t *y, int npix, int oc, const float *sca
                             const float *bias, uint64_t *out);
 #endif
 #endif
+
+#ifdef BNN_HAVE_X86
+/* AVX2 (+ POPCNT); AVX-512 F/BW/VL with the nibble-table popcount (_avx512bw) or VPOPCNTQ
+ * (_avx512vp, AVX512_VPOPCNTDQ). The multi-bit layer has one AVX-512 version (BW: no popcount).
+ * Call them only when bnn_kernel_supported() says the CPU has the instructions. */
+void bnn_bconv_avx2(const bnn_bconv *l, const uint64_t *in, void *out, void *scratch);
+void bnn_bconv_avx512bw(const bnn_bconv *l, const uint64_t *in, void *out, void *scratch);
+void bnn_bconv_avx512vp(const bnn_bconv *l, const uint64_t *in, void *out, void *scratch);
+void bnn_mbconv_avx2(const bnn_mbconv *l, const int8_t *in, void *out, void *scratch);
+void bnn_mbconv_avx512(const bnn_mbconv *l, const int8_t *in, void *out, void *scratch);
+void bnn_quant_pack_avx2(const uint8_t *chw, int c, int h, int w, int thr, int flat,
+                         uint64_t *out);
+void bnn_pack_feature_map_avx2(const uint8_t *hwc, int h, int w, int c, uint64_t *out);
+#endif
+
+/* ---- kernel selection (bnn_dispatch.c) -------------------------------------------------------
+ * A kernel path is one of these; the _run functions call that path's version of each kernel
+ * (max-pooling, quantising and packing use the scalar twin where a path has no version of its
+ * own: they are a negligible part of a network's time). */
+enum bnn_kernel {
+    BNN_K_SCALAR = 0,        /* portable scalar twin (always there) */
+    BNN_K_NEON = 1,          /* NEON (ARM, or x86 through SIMDe: for tests, slower than scalar) */
+    BNN_K_AVX2 = 2,          /* x86-64 AVX2 + POPCNT */
+    BNN_K_AVX512BW = 3,      /* x86-64 AVX-512 F/BW/VL, nibble-table popcount */
+    BNN_K_AVX512VP = 4,      /* x86-64 AVX-512 F/BW/VL + VPOPCNTDQ */
+    BNN_K_COUNT = 5
+};
+/* "scalar", "neon", "avx2", "avx512bw", "avx512vpopcnt" (NULL for an unknown id) */
+const char *bnn_kernel_name(int kernel);
+/* 1 when this build holds the path and this CPU (and OS) can run it */
+int bnn_kernel_supported(int kernel);
+/* the fastest supported path: AVX-512 VPOPCNTDQ > AVX-512 BW > AVX2 > NEON on ARM > scalar
+ * (> NEON through SIMDe, which is slower than the scalar twin) */
+int bnn_kernel_best(void);
+/* The path for a name ("auto" or NULL/"" = BNNHW_KERNEL from the environment when set, else
+ * the best); -1 with bnn_last_error() for an unknown name or an unsupported path. */
+int bnn_kernel_choose(const char *name);
+/* Supported paths, best first, separated by spaces (a static string). */
+const char *bnn_kernel_list(void);
+
+void bnn_bconv_run(int kernel, const bnn_bconv *l, const uint64_t *in, void *out, void *scratch);
+void bnn_mbconv_run(int kernel, const bnn_mbconv *l, const int8_t *in, void *out, void *scratch);
+void bnn_maxpool_run(int kernel, const uint64_t *in, int h, int w, int c, int k, int s,
+                     uint64_t *out);
+void bnn_quant_pack_run(int kernel, const uint8_t *chw, int c, int h, int w, int thr, int flat,
+                        uint64_t *out);
+void bnn_pack_feature_map_run(int kernel, const uint8_t *hwc, int h, int w, int c,
+                              uint64_t *out);
 
 /* ---- output layer (SPEC section 8) --------------------------------------------------------- */
 enum bnn_rule { BNN_RULE_POPCOUNT = 0, BNN_RULE_CLIPPED = 1, BNN_RULE_MARGIN = 2 };

@@ -53,8 +53,10 @@ typedef struct {
 /* A model ready to run: prepared layers and buffers. */
 typedef struct bnn_net bnn_net;
 
-/* Check the table and prepare it; NULL with bnn_last_error() on a malformed table. */
-bnn_net *bnn_net_create(const bnn_model_desc *m, int use_neon);
+/* Check the table and prepare it for a kernel path (enum bnn_kernel: 0 scalar and 1 NEON as
+ * before, or an x86 path; bnn_kernel_choose() picks one); NULL with bnn_last_error() on a
+ * malformed table or a path this build / CPU cannot run. */
+bnn_net *bnn_net_create(const bnn_model_desc *m, int kernel);
 void bnn_net_free(bnn_net *n);
 /* One image: raw bytes [in_c][in_h][in_w] -> scores [classes]. */
 void bnn_net_forward(bnn_net *n, const uint8_t *raw, int64_t *scores);

@@ -254,8 +254,9 @@ size_t bnn_mbconv_size(const bnn_conv_shape *s)
 {
     size_t k = (size_t)s->kh * s->kw * s->c, kp = (k + 15) & ~(size_t)15;
     size_t ocp = ((size_t)s->oc + 15) & ~(size_t)15;
+    size_t rw4 = ((size_t)s->kw * s->c + 3) / 4;
     return align16(sizeof(bnn_mbconv)) + align16((size_t)s->oc * kp) + align16(ocp * 4) +
-           align16(k * ocp);
+           align16(k * ocp) + align16((size_t)s->kh * rw4 * 4 * ocp) + align16(ocp * 4);
 }
 
 int bnn_mbconv_prepare(const bnn_conv_shape *s, const int8_t *w, const int32_t *thr,
@@ -296,7 +297,14 @@ int bnn_mbconv_prepare(const bnn_conv_shape *s, const int8_t *w, const int32_t *
     l->t = (int32_t *)p;
     p += align16((size_t)l->ocp * 4);
     l->wt = (int8_t *)p;
+    p += align16((size_t)l->k * l->ocp);
+    l->rw4 = (s->kw * s->c + 3) / 4;
+    l->w4 = (int8_t *)p;
+    p += align16((size_t)s->kh * l->rw4 * 4 * l->ocp);
+    l->wofs = (int32_t *)p;
     memset(l->wt, 0, (size_t)l->k * l->ocp);
+    memset(l->w4, 0, (size_t)s->kh * l->rw4 * 4 * l->ocp);
+    memset(l->wofs, 0, (size_t)l->ocp * 4);
     memset(l->t, 0, (size_t)l->ocp * 4);
     for (o = 0; o < s->oc; o++) {
         int negate = (mode == BNN_OUT_BITS && neg[o]);
@@ -307,9 +315,14 @@ int bnn_mbconv_prepare(const bnn_conv_shape *s, const int8_t *w, const int32_t *
             for (x = 0; x < s->kw; x++)
                 for (i = 0; i < s->c; i++) {
                     int8_t v = w[(((size_t)o * s->c + i) * s->kh + y) * s->kw + x] > 0 ? 1 : -1;
-                    row[(y * s->kw + x) * s->c + i] = (int8_t)(negate ? -v : v);
-                    l->wt[(size_t)((y * s->kw + x) * s->c + i) * l->ocp + o] =
-                        (int8_t)(negate ? -v : v);
+                    int kk = (y * s->kw + x) * s->c + i;
+                    if (negate)
+                        v = (int8_t)-v;
+                    row[kk] = v;
+                    l->wt[(size_t)kk * l->ocp + o] = v;
+                    int r = x * s->c + i; /* position in the window row */
+                    l->w4[(((size_t)y * l->rw4 + (r >> 2)) * l->ocp + o) * 4 + (r & 3)] = v;
+                    l->wofs[o] += 128 * v;
                 }
         if (mode == BNN_OUT_BITS) {
             /* y <= T <=> -y >= -T; clamp so that -T cannot overflow */
@@ -334,19 +347,26 @@ size_t bnn_mbconv_scratch(const bnn_mbconv *l)
 
 const uint64_t *bnn__pad_bits(const bnn_bconv *l, const uint64_t *in, uint64_t *buf)
 {
-    int hp = l->s.h + 2 * l->s.pad, wp = l->s.w + 2 * l->s.pad, cw = l->cw, y, x, j;
-    if (!l->s.pad)
+    const int pad = l->s.pad, h = l->s.h, w = l->s.w, cw = l->cw;
+    const int hp = h + 2 * pad, wp = w + 2 * pad;
+    int y, x, j;
+    if (!pad)
         return in;
-    for (y = 0; y < hp; y++)
-        for (x = 0; x < wp; x++) {
-            uint64_t *dst = buf + ((size_t)y * wp + x) * cw;
-            int iy = y - l->s.pad, ix = x - l->s.pad;
-            if (iy < 0 || iy >= l->s.h || ix < 0 || ix >= l->s.w)
-                for (j = 0; j < cw; j++)
-                    dst[j] = l->padpix[j];
-            else
-                memcpy(dst, in + ((size_t)iy * l->s.w + ix) * cw, (size_t)cw * 8);
+    /* the first padded row holds pad pixels only; the others copy it where they pad */
+    for (x = 0; x < wp; x++)
+        for (j = 0; j < cw; j++)
+            buf[(size_t)x * cw + j] = l->padpix[j];
+    for (y = 1; y < hp; y++) {
+        uint64_t *dst = buf + (size_t)y * wp * cw;
+        if (y < pad || y >= pad + h) {
+            memcpy(dst, buf, (size_t)wp * cw * 8);
+        } else {
+            /* whole input rows are contiguous: one copy per row, pad pixels either side */
+            memcpy(dst, buf, (size_t)pad * cw * 8);
+            memcpy(dst + (size_t)pad * cw, in + (size_t)(y - pad) * w * cw, (size_t)w * cw * 8);
+            memcpy(dst + (size_t)(pad + w) * cw, buf, (size_t)pad * cw * 8);
         }
+    }
     return buf;
 }
 

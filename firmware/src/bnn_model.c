@@ -15,7 +15,7 @@ typedef struct {
 
 struct bnn_net {
     const bnn_model_desc *m;
-    int neon;
+    int kernel;                   /* enum bnn_kernel */
     bnn_stage *st;
     void *mem;                    /* everything below, in one block */
     uint8_t *buf[2];              /* ping-pong activations */
@@ -34,18 +34,18 @@ static size_t al16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 #define FAIL(...) do { bnn_set_error(__VA_ARGS__); goto fail; } while (0)
 
-bnn_net *bnn_net_create(const bnn_model_desc *m, int use_neon)
+bnn_net *bnn_net_create(const bnn_model_desc *m, int kernel)
 {
     bnn_net *n = NULL;
     int i, c, h, w, kind_in; /* the shape and kind (0 bits, 1 codes) flowing in */
     size_t act = 0, scratch = 0, flat = 0, prep = 0, ints = 0;
     unsigned char *p;
-#ifndef BNN_HAVE_NEON
-    if (use_neon) {
-        bnn_set_error("this build has no NEON kernels");
+    if (!bnn_kernel_supported(kernel)) {
+        bnn_set_error("kernel path %d (%s) is not available in this build on this CPU "
+                      "(available: %s)", kernel, bnn_kernel_name(kernel) ? bnn_kernel_name(kernel)
+                      : "unknown", bnn_kernel_list());
         return NULL;
     }
-#endif
     if (!m || m->magic != BNN_MODEL_MAGIC || m->version != BNN_MODEL_VERSION) {
         bnn_set_error("model header: bad magic or version (want magic 0x%08x version %d)",
                       BNN_MODEL_MAGIC, BNN_MODEL_VERSION);
@@ -79,7 +79,7 @@ bnn_net *bnn_net_create(const bnn_model_desc *m, int use_neon)
         return NULL;
     }
     n->m = m;
-    n->neon = use_neon;
+    n->kernel = kernel;
     c = m->in_c;
     h = m->in_h;
     w = m->in_w;
@@ -255,14 +255,8 @@ void bnn_net_forward(bnn_net *n, const uint8_t *raw, int64_t *scores)
         bnn_chw_to_hwc_lut(raw, m->in_c, m->in_h, m->in_w, m->lut, (int8_t *)n->buf[0]);
     } else {
         int flat = m->layers[0].kind == BNN_L_BDENSE;
-#ifdef BNN_HAVE_NEON
-        if (n->neon)
-            bnn_quant_pack_neon(raw, m->in_c, m->in_h, m->in_w, m->quant_thr, flat,
-                                (uint64_t *)n->buf[0]);
-        else
-#endif
-            bnn_quant_pack_scalar(raw, m->in_c, m->in_h, m->in_w, m->quant_thr, flat,
-                                  (uint64_t *)n->buf[0]);
+        bnn_quant_pack_run(n->kernel, raw, m->in_c, m->in_h, m->in_w, m->quant_thr, flat,
+                           (uint64_t *)n->buf[0]);
     }
     for (i = 0; i < m->n_layers; i++) {
         const bnn_stage *s = &n->st[i];
@@ -275,34 +269,18 @@ void bnn_net_forward(bnn_net *n, const uint8_t *raw, int64_t *scores)
                 in = n->flat;
             } /* whole words per pixel: the HWC map already is the flat vector */
         }
-#ifdef BNN_HAVE_NEON
-        if (n->neon) {
-            if (d->kind == BNN_L_MBCONV)
-                bnn_mbconv_neon((const bnn_mbconv *)s->prep, (const int8_t *)in, out, n->scratch);
-            else
-                bnn_bconv_neon((const bnn_bconv *)s->prep, (const uint64_t *)in, out, n->scratch);
-        } else
-#endif
-        {
-            if (d->kind == BNN_L_MBCONV)
-                bnn_mbconv_scalar((const bnn_mbconv *)s->prep, (const int8_t *)in, out,
-                                  n->scratch);
-            else
-                bnn_bconv_scalar((const bnn_bconv *)s->prep, (const uint64_t *)in, out,
-                                 n->scratch);
-        }
+        if (d->kind == BNN_L_MBCONV)
+            bnn_mbconv_run(n->kernel, (const bnn_mbconv *)s->prep, (const int8_t *)in, out,
+                           n->scratch);
+        else
+            bnn_bconv_run(n->kernel, (const bnn_bconv *)s->prep, (const uint64_t *)in, out,
+                          n->scratch);
         if (d->out != BNN_OUT_BITS)
             break;
         cur = 1 - cur;
         if (d->pool_k) {
-#ifdef BNN_HAVE_NEON
-            if (n->neon)
-                bnn_maxpool_neon((const uint64_t *)n->buf[cur], s->ho, s->wo, d->oc, d->pool_k,
-                                 d->pool_s, (uint64_t *)n->buf[1 - cur]);
-            else
-#endif
-                bnn_maxpool_scalar((const uint64_t *)n->buf[cur], s->ho, s->wo, d->oc,
-                                   d->pool_k, d->pool_s, (uint64_t *)n->buf[1 - cur]);
+            bnn_maxpool_run(n->kernel, (const uint64_t *)n->buf[cur], s->ho, s->wo, d->oc,
+                            d->pool_k, d->pool_s, (uint64_t *)n->buf[1 - cur]);
             cur = 1 - cur;
         }
     }

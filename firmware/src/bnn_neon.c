@@ -228,6 +228,148 @@ static inline __attribute__((always_inline)) void pair_asm9(const uint8x16_t *xa
         : "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27",
           "v28", "v29", "cc", "memory");
 }
+
+/* 2x2 output pixels at once, 3x3 window of one word (C <= 64), stride 1, thresholded, all
+ * output channels in blocks of 64 (groups % 4 == 0). The four windows overlap: a 4x4 patch of
+ * input words (v0-v15, each duplicated into both halves) holds all four, so one weight load
+ * (8 channels x 1 word, v16-v19) feeds 4 pixels x 4 registers. Per pixel and weight load:
+ * 4 eor, 4 cnt, then the byte counts of the 8 channels are summed by a pairwise-add tree
+ * (addp, addp, addp: 8 channels x 2 bytes) and widened into one 16-bit accumulator per pixel
+ * (uadalp), whose lane i is channel i's mismatch count: no reduction after the window, 12
+ * instructions per 8 channels per window word (the issue's arithmetic floor of eor / cnt /
+ * accumulate is 3 per 128 bits, i.e. the same 12). Per half (8 channels): the counts are
+ * compared with c1 (cmhi), the 4 pixels' masks narrowed to bytes (uzp1), given their bit
+ * weights and summed pairwise (addp) with the next half's; after 64 channels one table look-up
+ * (tbl) puts each pixel's 8 bytes in channel order, stored as one word per pixel.
+ * Registers: window v0-v15, weights v16-v19, accumulators v20-v23, temporaries v24-v26 and
+ * v29-v31 (two pixels interleaved), bit weights v27, the first half's partial masks v28. */
+/* Two pixels (window words xa, xb; accumulators a, b) of one weight load, interleaved so that
+ * in-order cores find independent instructions (temporaries v24-v26 and v29-v31). */
+#define BNN_Q_PIX2(xa, xb, a, b, op)                                                          \
+    "eor v24.16b, v16.16b, " xa ".16b\n\teor v29.16b, v16.16b, " xb ".16b\n\t"                \
+    "eor v25.16b, v17.16b, " xa ".16b\n\teor v30.16b, v17.16b, " xb ".16b\n\t"                \
+    "cnt v24.16b, v24.16b\n\tcnt v29.16b, v29.16b\n\t"                                        \
+    "cnt v25.16b, v25.16b\n\tcnt v30.16b, v30.16b\n\t"                                        \
+    "eor v26.16b, v18.16b, " xa ".16b\n\teor v31.16b, v18.16b, " xb ".16b\n\t"                \
+    "addp v24.16b, v24.16b, v25.16b\n\taddp v29.16b, v29.16b, v30.16b\n\t"                    \
+    "eor v25.16b, v19.16b, " xa ".16b\n\teor v30.16b, v19.16b, " xb ".16b\n\t"                \
+    "cnt v26.16b, v26.16b\n\tcnt v31.16b, v31.16b\n\t"                                        \
+    "cnt v25.16b, v25.16b\n\tcnt v30.16b, v30.16b\n\t"                                        \
+    "addp v26.16b, v26.16b, v25.16b\n\taddp v31.16b, v31.16b, v30.16b\n\t"                    \
+    "addp v24.16b, v24.16b, v26.16b\n\taddp v29.16b, v29.16b, v31.16b\n\t"                    \
+    op " " a ".8h, v24.16b\n\t" op " " b ".8h, v29.16b\n\t"
+#define BNN_Q_STEP(x0, x1, x2, x3, op)                                                        \
+    "ld1 {v16.16b-v19.16b}, [%[wp]], #64\n\t"                                                 \
+    BNN_Q_PIX2(x0, x1, "v20", "v21", op) BNN_Q_PIX2(x2, x3, "v22", "v23", op)
+/* One half (8 channels) of a block; the window registers of the 9 steps depend on where the
+ * 4 columns of the patch sit (block A: columns 0-3 in v0-v3 / v4-v7 / ..., block B: columns 2,
+ * 3, 0, 1 of those registers, so that the next block reloads 2 columns, not 4). */
+#define BNN_Q_HALF_A                                                                          \
+    BNN_Q_STEP("v0", "v1", "v4", "v5", "uaddlp") BNN_Q_STEP("v1", "v2", "v5", "v6", "uadalp")  \
+    BNN_Q_STEP("v2", "v3", "v6", "v7", "uadalp") BNN_Q_STEP("v4", "v5", "v8", "v9", "uadalp")  \
+    BNN_Q_STEP("v5", "v6", "v9", "v10", "uadalp")                                             \
+    BNN_Q_STEP("v6", "v7", "v10", "v11", "uadalp")                                            \
+    BNN_Q_STEP("v8", "v9", "v12", "v13", "uadalp")                                            \
+    BNN_Q_STEP("v9", "v10", "v13", "v14", "uadalp")                                           \
+    BNN_Q_STEP("v10", "v11", "v14", "v15", "uadalp") BNN_Q_MASKS
+#define BNN_Q_HALF_B                                                                          \
+    BNN_Q_STEP("v2", "v3", "v6", "v7", "uaddlp") BNN_Q_STEP("v3", "v0", "v7", "v4", "uadalp")  \
+    BNN_Q_STEP("v0", "v1", "v4", "v5", "uadalp")                                              \
+    BNN_Q_STEP("v6", "v7", "v10", "v11", "uadalp")                                            \
+    BNN_Q_STEP("v7", "v4", "v11", "v8", "uadalp") BNN_Q_STEP("v4", "v5", "v8", "v9", "uadalp") \
+    BNN_Q_STEP("v10", "v11", "v14", "v15", "uadalp")                                          \
+    BNN_Q_STEP("v11", "v8", "v15", "v12", "uadalp")                                           \
+    BNN_Q_STEP("v8", "v9", "v12", "v13", "uadalp") BNN_Q_MASKS
+#define BNN_Q_MASKS                                                                           \
+    "ld1 {v24.8h}, [%[cp]], #16\n\t"                                                          \
+    "cmhi v20.8h, v24.8h, v20.8h\n\tcmhi v21.8h, v24.8h, v21.8h\n\t"                          \
+    "cmhi v22.8h, v24.8h, v22.8h\n\tcmhi v23.8h, v24.8h, v23.8h\n\t"                          \
+    "uzp1 v25.16b, v20.16b, v21.16b\n\tuzp1 v26.16b, v22.16b, v23.16b\n\t"                    \
+    "and v25.16b, v25.16b, v27.16b\n\tand v26.16b, v26.16b, v27.16b\n\t"
+/* All channel blocks of 64 of one 2x2 block of pixels, then the output pointers move on by
+ * two pixels (they have moved one word per channel block already). */
+#define BNN_Q_BLOCK(HALF)                                                                     \
+    "mov %[wp], %[w0]\n\tmov %[cp], %[c0]\n\tmov %[nb], %[nblk]\n\t"                          \
+    "1:\n\t"                                                                                  \
+    "mov %[n], #4\n\t"                                                                        \
+    "2:\n\t"                                                                                  \
+    HALF                                                                                      \
+    "addp v28.16b, v25.16b, v26.16b\n\t"                                                      \
+    HALF                                                                                      \
+    "addp v25.16b, v25.16b, v26.16b\n\taddp v25.16b, v28.16b, v25.16b\n\t"                    \
+    "st1 {v25.16b}, [%[mp]], #16\n\t"                                                         \
+    "subs %[n], %[n], #1\n\t"                                                                 \
+    "b.ne 2b\n\t"                                                                             \
+    "sub %[mp], %[mp], #64\n\t"                                                               \
+    "ld1 {v16.16b-v19.16b}, [%[mp]]\n\t"                                                      \
+    "addp v16.16b, v16.16b, v17.16b\n\taddp v17.16b, v18.16b, v19.16b\n\t"                    \
+    "ldr q24, [%[k], #16]\n\tldr q25, [%[k], #32]\n\t"                                        \
+    "tbl v18.16b, {v16.16b, v17.16b}, v24.16b\n\t"                                            \
+    "tbl v19.16b, {v16.16b, v17.16b}, v25.16b\n\t"                                            \
+    "st1 {v18.d}[0], [%[o0]], #8\n\tst1 {v18.d}[1], [%[o1]], #8\n\t"                          \
+    "st1 {v19.d}[0], [%[o2]], #8\n\tst1 {v19.d}[1], [%[o3]], #8\n\t"                          \
+    "subs %[nb], %[nb], #1\n\t"                                                               \
+    "b.ne 1b\n\t"                                                                             \
+    "add %[o0], %[o0], %[ob]\n\tadd %[o1], %[o1], %[ob]\n\t"                                  \
+    "add %[o2], %[o2], %[ob]\n\tadd %[o3], %[o3], %[ob]\n\t"
+/* two more columns of the patch (4 rows) into the registers of columns c and c + 1 */
+#define BNN_Q_COLS(a0, a1, b0, b1, c0, c1, d0, d1)                                            \
+    "ld1r {" a0 ".2d}, [%[r0]], #8\n\tld1r {" a1 ".2d}, [%[r0]], #8\n\t"                      \
+    "ld1r {" b0 ".2d}, [%[r1]], #8\n\tld1r {" b1 ".2d}, [%[r1]], #8\n\t"                      \
+    "ld1r {" c0 ".2d}, [%[r2]], #8\n\tld1r {" c1 ".2d}, [%[r2]], #8\n\t"                      \
+    "ld1r {" d0 ".2d}, [%[r3]], #8\n\tld1r {" d1 ".2d}, [%[r3]], #8\n\t"
+
+/* The 2x2 blocks of output pixels (oy, ox + 2b), (oy + 1, ...) for b < nquads: x is the input
+ * word of the first block's window (padded input, row oy, column ox), o0 / o1 / o2 / o3 its
+ * pixels' output words; ob = 2 pixels of output in bytes, minus the words already passed. */
+static inline void quad_row_asm9(const uint64_t *x, size_t rowbytes, const uint64_t *w,
+                                 const uint16_t *c1, uint64_t nblk, uint64_t nquads,
+                                 uint64_t *o0, uint64_t *o2, uint64_t ob, uint8_t *buf)
+{
+    /* bit weight of byte i: 1 << (i % 8); tbl indices: pixel p's byte of half h sits at
+     * 4 h + p of the two 16-byte partial-mask registers */
+    static const uint8_t consts[48] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128,
+                                       0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29,
+                                       2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31};
+    const uint64_t *r0 = x, *r1, *r2, *r3, *wp;
+    const uint16_t *cp;
+    uint64_t *o1, *o3;
+    uint8_t *mp = buf;
+    uint64_t n, nb, pairs = nquads / 2, tail = nquads & 1;
+    __asm__ volatile(
+        "add %[r1], %[r0], %[rb]\n\tadd %[r2], %[r1], %[rb]\n\tadd %[r3], %[r2], %[rb]\n\t"
+        "add %[o1], %[o0], %[ob]\n\tadd %[o3], %[o2], %[ob]\n\t"
+        BNN_Q_COLS("v0", "v1", "v4", "v5", "v8", "v9", "v12", "v13")
+        BNN_Q_COLS("v2", "v3", "v6", "v7", "v10", "v11", "v14", "v15")
+        "ld1 {v27.16b}, [%[k]]\n\t"
+        "cbz %[pairs], 4f\n\t"
+        "3:\n\t"
+        BNN_Q_BLOCK(BNN_Q_HALF_A)
+        BNN_Q_COLS("v0", "v1", "v4", "v5", "v8", "v9", "v12", "v13")
+        BNN_Q_BLOCK(BNN_Q_HALF_B)
+        "subs %[pairs], %[pairs], #1\n\t"
+        "b.eq 4f\n\t"
+        BNN_Q_COLS("v2", "v3", "v6", "v7", "v10", "v11", "v14", "v15")
+        "b 3b\n\t"
+        "4:\n\t"
+        "cbz %[tail], 5f\n\t"
+        "cmp %[nquads], #1\n\t"
+        "b.eq 6f\n\t"
+        BNN_Q_COLS("v2", "v3", "v6", "v7", "v10", "v11", "v14", "v15")
+        "6:\n\t"
+        BNN_Q_BLOCK(BNN_Q_HALF_A)
+        "5:\n\t"
+        /* (read-write operands count twice against GCC's limit of 30: the derived pointers
+         * are early-clobbered outputs, set from r0 / o0 / o2 in the assembly) */
+        : [r0] "+r"(r0), [r1] "=&r"(r1), [r2] "=&r"(r2), [r3] "=&r"(r3), [wp] "=&r"(wp),
+          [cp] "=&r"(cp), [mp] "+r"(mp), [n] "=&r"(n), [nb] "=&r"(nb), [pairs] "+r"(pairs),
+          [o0] "+r"(o0), [o1] "=&r"(o1), [o2] "+r"(o2), [o3] "=&r"(o3)
+        : [k] "r"(consts), [w0] "r"(w), [c0] "r"(c1), [nblk] "r"(nblk), [tail] "r"(tail),
+          [nquads] "r"(nquads), [ob] "r"(ob), [rb] "r"(rowbytes)
+        : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12",
+          "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24",
+          "v25", "v26", "v27", "v28", "v29", "v30", "v31", "cc", "memory");
+}
 #endif
 
 /* Mismatch counts of 16 output channels over nw window words. xv[j]: window word j duplicated
@@ -493,8 +635,57 @@ static void bconv_3x3_pairs(const bnn_bconv *l, const uint64_t *src, void *out, 
         }
     }
 }
+
+/* 3x3 window of 1 word, stride 1, thresholded, groups % 4 == 0: 2x2 blocks of output pixels
+ * (quad_asm9) on the padded input (one copy per call: no border cases in the blocks); an odd
+ * last row or column goes through the single-pixel path on the unpadded input. */
+static void bconv_3x3_quads(const bnn_bconv *l, const uint64_t *in, void *out, void *scratch)
+{
+    const int hp = l->s.h + 2 * l->s.pad, wp = l->s.w + 2 * l->s.pad, ocw = l->ocw;
+    const int ho = l->ho, wo = l->wo;
+    uint64_t *pbuf = (uint64_t *)bnn__align16(scratch);
+    const uint64_t *src = bnn__pad_bits(l, in, pbuf);
+    /* 64 bytes of partial masks after the padded copy (bnn_bconv_scratch has room) */
+    uint8_t *buf = (uint8_t *)bnn__align16(l->s.pad ? (void *)(pbuf + (size_t)hp * wp)
+                                                    : (void *)pbuf);
+    uint64_t *o = (uint64_t *)out;
+    uint8x16_t xv[9];
+    int oy, ox;
+    for (oy = 0; oy + 2 <= ho; oy += 2) {
+        uint64_t *a = o + (size_t)oy * wo * ocw, *c = a + (size_t)wo * ocw;
+        ox = wo & ~1;
+        if (ox)
+            quad_row_asm9(src + (size_t)oy * wp, (size_t)wp * 8, l->w, l->c1,
+                          (uint64_t)(l->groups / 4), (uint64_t)(wo / 2), a, c,
+                          (uint64_t)ocw * 8, buf);
+        if (ox < wo) {
+            bconv_pixel(l, in, out, xv, 3, 3, oy, ox);
+            bconv_pixel(l, in, out, xv, 3, 3, oy + 1, ox);
+        }
+    }
+    if (oy < ho)
+        for (ox = 0; ox < wo; ox++)
+            bconv_pixel(l, in, out, xv, 3, 3, oy, ox);
+}
 #endif
 
+
+#if defined(BNN_MCA) && defined(BNN_ASM9)
+/* For llvm-mca only: one half (8 channels) of a 2x2 block of the 3x3 kernel with C <= 64: 9 x
+ * (one weight load, 4 pixels x 12 instructions), thresholds and mask packing. Straight-line. */
+void bnn_mca_quad_half(const uint64_t *w, const uint16_t *c1)
+{
+    const uint64_t *wp = w;
+    const uint16_t *cp = c1;
+    __asm__ volatile(BNN_Q_HALF_A "addp v28.16b, v25.16b, v26.16b\n\t"
+                     : [wp] "+r"(wp), [cp] "+r"(cp)
+                     :
+                     : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11",
+                       "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21",
+                       "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31",
+                       "memory");
+}
+#endif
 /* Bodies with a constant window shape: the compiler unrolls them completely, and a window of
  * up to 9 words stays in registers across all output-channel groups. */
 #define BNN_FIXED(KH, RW)                                                                     \
@@ -522,6 +713,12 @@ void bnn_bconv_neon(const bnn_bconv *l, const uint64_t *in, void *out, void *scr
     uint8x16_t *win = (uint8x16_t *)bnn__align16(scratch);
     if (kh == 3 && rw == 3) {
 #ifdef BNN_ASM9
+#ifndef BNN_NO_QUADS
+        if (l->mode == BNN_OUT_BITS && l->cw == 1 && l->s.stride == 1 && l->groups % 4 == 0) {
+            bconv_3x3_quads(l, src, out, scratch);
+            return;
+        }
+#endif
         if (l->mode == BNN_OUT_BITS) {
             bconv_3x3_pairs(l, src, out, (uint8_t *)win);
             return;

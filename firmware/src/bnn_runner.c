@@ -1,6 +1,11 @@
 /* The whole-network runner: raw input bytes from a file -> scores to a file.
  *
- *   bnn_runner [-k scalar|neon] [-32] [-r REPEAT] INPUT OUTPUT
+ *   bnn_runner [-k KERNEL] [-32] [-r REPEAT] INPUT OUTPUT
+ *   bnn_runner [-k KERNEL] -q        (print the kernel path it would use, and exit)
+ *   bnn_runner -l                    (print the paths this build runs on this CPU, best first)
+ *
+ * KERNEL: auto (the default: the BNNHW_KERNEL environment variable when set, else the fastest
+ * path this build and CPU support), scalar, neon, avx2, avx512bw or avx512vpopcnt.
  *
  * INPUT: "BNNHWIN1", the model fingerprint (16 ASCII hex digits), uint32 N, uint32 bytes per
  * image (C*H*W), then N images of raw bytes, channels first; all integers little-endian.
@@ -63,7 +68,7 @@ int main(int argc, char **argv)
 {
     const bnn_model_desc *m = &bnn_model_data;
     const char *inpath = NULL, *outpath = NULL, *kern = NULL;
-    int bytes32 = 0, repeat = 0, i, use_neon;
+    int bytes32 = 0, repeat = 0, i, kernel, query = 0;
     bnn_net *net;
     int rc;
     for (i = 1; i < argc; i++) {
@@ -71,6 +76,12 @@ int main(int argc, char **argv)
             kern = argv[++i];
         else if (!strcmp(argv[i], "-32"))
             bytes32 = 1;
+        else if (!strcmp(argv[i], "-q"))
+            query = 1;
+        else if (!strcmp(argv[i], "-l")) {
+            printf("%s\n", bnn_kernel_list());
+            return 0;
+        }
         else if (!strcmp(argv[i], "-r") && i + 1 < argc)
             repeat = atoi(argv[++i]);
         else if (argv[i][0] == '-' && argv[i][1])
@@ -82,23 +93,19 @@ int main(int argc, char **argv)
         else
             return die(2, "too many arguments (%s%s)", argv[i], "");
     }
+    kernel = bnn_kernel_choose(kern);
+    if (kernel < 0)
+        return die(2, "%s%s", bnn_last_error(), "");
+    if (query) {
+        printf("%s\n", bnn_kernel_name(kernel));
+        return 0;
+    }
     if (!inpath || !outpath)
-        return die(2, "usage: bnn_runner [-k scalar|neon] [-32] [-r REPEAT] INPUT OUTPUT%s%s",
+        return die(2, "usage: bnn_runner [-k KERNEL] [-32] [-r REPEAT] INPUT OUTPUT%s%s",
                    "", "");
-#ifdef BNN_HAVE_NEON
-    use_neon = 1;
-#else
-    use_neon = 0;
-#endif
-    if (kern && !strcmp(kern, "scalar"))
-        use_neon = 0;
-    else if (kern && !strcmp(kern, "neon"))
-        use_neon = 1;
-    else if (kern)
-        return die(2, "kernel must be scalar or neon, not %s%s", kern, "");
     if (repeat < 0 || repeat > 100000)
         return die(2, "repeat count out of range%s%s", "", "");
-    net = bnn_net_create(m, use_neon);
+    net = bnn_net_create(m, kernel);
     if (!net)
         return die(3, "%s%s", bnn_last_error(), "");
     rc = run(net, m, inpath, outpath, bytes32, repeat);

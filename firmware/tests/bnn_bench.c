@@ -1,9 +1,12 @@
 /* Benchmark of one layer: host wall time (median of repeated calls) and, under qemu-insn,
  * executed instructions (run with -r 0 and -r N: the difference over N is one call).
  *
- *   bnn_bench [-k scalar|neon] [-r REPEAT] [-c] [-o OUT] [-p] [-f] bconv C H W OC KH KW S PAD PADV MODE
+ *   bnn_bench [-k KERNEL] [-r REPEAT] [-c] [-o OUT] [-p] [-f] bconv C H W OC KH KW S PAD PADV MODE
  *   bnn_bench [-k ...] [-r ...] [-c] [-o OUT] mbconv C H W OC KH KW S PAD PADV
  *
+ * -k: kernel path (auto = BNNHW_KERNEL or the fastest; scalar, neon, avx2, avx512bw,
+ *     avx512vpopcnt); -f needs the NEON path;
+ * -l: print the kernel paths this build runs on this CPU (best first) and exit;
  * -c: count mode, for qemu-insn: REPEAT calls with no clock reads, no sorting, no printing, so
  *     that count(-r 1) - count(-r 0) is one call exactly (the printed median's formatting costs
  *     a value-dependent number of instructions, which would otherwise be counted with it);
@@ -39,7 +42,7 @@ static void *alloc16(size_t bytes)
 }
 
 static struct {
-    int op, neon, pack, fbn;
+    int op, kernel, pack, fbn;
     const void *layer;
     const uint8_t *bytes;
     uint64_t *in;
@@ -54,31 +57,15 @@ __attribute__((noinline)) void bench_call(void)
 {
     if (B.op == 1) {
         const bnn_bconv *l = (const bnn_bconv *)B.layer;
-        if (B.pack) {
-#ifdef BNN_HAVE_NEON
-            if (B.neon)
-                bnn_pack_feature_map_neon(B.bytes, B.h, B.w, B.c, B.in);
-            else
+        if (B.pack)
+            bnn_pack_feature_map_run(B.kernel, B.bytes, B.h, B.w, B.c, B.in);
+        bnn_bconv_run(B.kernel, l, B.in, B.fbn ? (void *)B.yint : B.out, B.scratch);
+#if defined(BNN_ABLATION) && defined(BNN_HAVE_NEON)
+        if (B.fbn)
+            bnn_bn_float_pack_neon(B.yint, B.npix, B.oc, B.scale, B.bias, B.out);
 #endif
-                bnn_pack_feature_map(B.bytes, B.h, B.w, B.c, B.in);
-        }
-#ifdef BNN_HAVE_NEON
-        if (B.neon) {
-            bnn_bconv_neon(l, B.in, B.fbn ? (void *)B.yint : B.out, B.scratch);
-#ifdef BNN_ABLATION
-            if (B.fbn)
-                bnn_bn_float_pack_neon(B.yint, B.npix, B.oc, B.scale, B.bias, B.out);
-#endif
-        } else
-#endif
-            bnn_bconv_scalar(l, B.in, B.out, B.scratch);
     } else {
-#ifdef BNN_HAVE_NEON
-        if (B.neon)
-            bnn_mbconv_neon((const bnn_mbconv *)B.layer, B.codes, B.out, B.scratch);
-        else
-#endif
-            bnn_mbconv_scalar((const bnn_mbconv *)B.layer, B.codes, B.out, B.scratch);
+        bnn_mbconv_run(B.kernel, (const bnn_mbconv *)B.layer, B.codes, B.out, B.scratch);
     }
 }
 
@@ -98,21 +85,22 @@ static int cmp_double(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     int i = 1, repeat = 1, r, p[10], count_only = 0;
-    const char *outpath = NULL;
+    const char *outpath = NULL, *kern = NULL;
     size_t out_len;
     bnn_conv_shape s;
-#ifdef BNN_HAVE_NEON
-    B.neon = 1;
-#endif
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "-k") && i + 1 < argc)
-            B.neon = !strcmp(argv[++i], "neon");
+            kern = argv[++i];
         else if (!strcmp(argv[i], "-r") && i + 1 < argc)
             repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-o") && i + 1 < argc)
             outpath = argv[++i];
         else if (!strcmp(argv[i], "-c"))
             count_only = 1;
+        else if (!strcmp(argv[i], "-l")) {
+            printf("%s\n", bnn_kernel_list());
+            return 0;
+        }
         else if (!strcmp(argv[i], "-p"))
             B.pack = 1;
         else if (!strcmp(argv[i], "-f"))
@@ -122,18 +110,23 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-#ifndef BNN_HAVE_NEON
-    if (B.neon) {
-        fprintf(stderr, "bnn_bench: no NEON in this build\n");
+    if (B.fbn && !kern)
+        kern = "neon"; /* the float batch-norm ablation exists for the NEON path only */
+    B.kernel = bnn_kernel_choose(kern);
+    if (B.kernel < 0) {
+        fprintf(stderr, "bnn_bench: %s\n", bnn_last_error());
         return 2;
     }
-#endif
 #ifndef BNN_ABLATION
     if (B.fbn) {
         fprintf(stderr, "bnn_bench: -f needs a build with -DBNN_ABLATION\n");
         return 2;
     }
 #endif
+    if (B.fbn && B.kernel != BNN_K_NEON) {
+        fprintf(stderr, "bnn_bench: -f needs the NEON kernel path\n");
+        return 2;
+    }
     if (argc - i < 10 || (strcmp(argv[i], "bconv") && strcmp(argv[i], "mbconv"))) {
         fprintf(stderr, "usage: bnn_bench [options] bconv|mbconv C H W OC KH KW S PAD PADV "
                         "[MODE]\n");

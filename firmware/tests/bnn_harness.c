@@ -1,8 +1,10 @@
 /* Test harness: runs ONE kernel on data from a request file and writes its raw output.
  *
  *   bnn_harness REQUEST OUTPUT
+ *   bnn_harness --kernels        (prints the kernel paths it can run here, best first)
  *
- * REQUEST (little-endian): int32 op, int32 impl (0 scalar, 1 NEON), int32 nparams,
+ * REQUEST (little-endian): int32 op, int32 impl (the kernel path, enum bnn_kernel: 0 scalar,
+ * 1 NEON, 2 AVX2, 3 AVX-512 BW, 4 AVX-512 VPOPCNTDQ), int32 nparams,
  * int32 params[nparams], then the op's arrays back to back (see the table in run()).
  * The Python tests (tests/firmware/) build requests from random and corner-case data and
  * compare the output with the golden model or an independent slow reference.
@@ -57,8 +59,12 @@ int main(int argc, char **argv)
     int i;
     void *out = NULL;
     size_t out_len = 0;
+    if (argc == 2 && !strcmp(argv[1], "--kernels")) {
+        printf("%s\n", bnn_kernel_list());
+        return 0;
+    }
     if (argc != 3)
-        fail("usage: bnn_harness REQUEST OUTPUT");
+        fail("usage: bnn_harness REQUEST OUTPUT (or --kernels)");
     f = fopen(argv[1], "rb");
     if (!f || fseek(f, 0, SEEK_END) || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET))
         fail("cannot read request");
@@ -74,10 +80,11 @@ int main(int argc, char **argv)
         fail("bad parameter count");
     for (i = 0; i < np; i++)
         memcpy(&prm[i], take(4), 4);
-#ifndef BNN_HAVE_NEON
-    if (impl)
-        fail("this build has no NEON kernels");
-#endif
+    if (!bnn_kernel_supported(impl)) {
+        fprintf(stderr, "bnn_harness: kernel path %d is not available in this build on this CPU "
+                        "(available: %s)\n", impl, bnn_kernel_list());
+        exit(2);
+    }
     switch (op) {
     case 1: { /* pack feature map: h w c; bytes [h][w][c] */
         int h = prm[0], w = prm[1], c = prm[2];
@@ -85,12 +92,7 @@ int main(int argc, char **argv)
         out_len = (size_t)h * w * bnn_words_for(c) * 8;
         out = malloc(out_len + 8);
         memset(out, 0xA5, out_len);
-#ifdef BNN_HAVE_NEON
-        if (impl)
-            bnn_pack_feature_map_neon(b, h, w, c, out);
-        else
-#endif
-            bnn_pack_feature_map(b, h, w, c, out);
+        bnn_pack_feature_map_run(impl, b, h, w, c, out);
         break;
     }
     case 2: { /* pack conv weights: oc c kh kw; int8 [oc][c][kh][kw] */
@@ -136,12 +138,7 @@ int main(int argc, char **argv)
                                         : (size_t)s.oc * (mode == BNN_OUT_INT8 ? 1 : 4));
         out = malloc(out_len + 8);
         memset(out, 0xA5, out_len); /* every byte must be written */
-#ifdef BNN_HAVE_NEON
-        if (impl)
-            bnn_bconv_neon(mem, in, out, scratch);
-        else
-#endif
-            bnn_bconv_scalar(mem, in, out, scratch);
+        bnn_bconv_run(impl, mem, in, out, scratch);
         free(pb); free(sb); free(in); free(wt); free(thr); free(neg);
         break;
     }
@@ -170,12 +167,7 @@ int main(int argc, char **argv)
                   (mode == BNN_OUT_BITS ? (size_t)bnn_words_for(s.oc) * 8 : (size_t)s.oc * 4);
         out = malloc(out_len + 8);
         memset(out, 0xA5, out_len);
-#ifdef BNN_HAVE_NEON
-        if (impl)
-            bnn_mbconv_neon(l, in, out, scratch);
-        else
-#endif
-            bnn_mbconv_scalar(l, in, out, scratch);
+        bnn_mbconv_run(impl, l, in, out, scratch);
         free(pb); free(sb); free(in); free(wt); free(thr); free(neg);
         break;
     }
@@ -186,12 +178,7 @@ int main(int argc, char **argv)
         out_len = (size_t)ho * wo * bnn_words_for(c) * 8;
         out = malloc(out_len + 8);
         memset(out, 0xA5, out_len);
-#ifdef BNN_HAVE_NEON
-        if (impl)
-            bnn_maxpool_neon(in, h, w, c, k, s, out);
-        else
-#endif
-            bnn_maxpool_scalar(in, h, w, c, k, s, out);
+        bnn_maxpool_run(impl, in, h, w, c, k, s, out);
         free(in);
         break;
     }
@@ -202,12 +189,7 @@ int main(int argc, char **argv)
                        : (size_t)h * w * bnn_words_for(c) * 8;
         out = malloc(out_len + 8);
         memset(out, 0xA5, out_len);
-#ifdef BNN_HAVE_NEON
-        if (impl)
-            bnn_quant_pack_neon(raw, c, h, w, thr, flat, out);
-        else
-#endif
-            bnn_quant_pack_scalar(raw, c, h, w, thr, flat, out);
+        bnn_quant_pack_run(impl, raw, c, h, w, thr, flat, out);
         break;
     }
     case 8: { /* flatten: h w c */

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fw_helpers import CONFIGS, build_harness
+from fw_helpers import CONFIGS, PATHS_RUN, build_harness
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +20,15 @@ def harnesses(fw_root):
 def san_harness(fw_root):
     """The host NEON-through-SIMDe harness under ASan + UBSan."""
     return build_harness("host-neon", fw_root / "harness", sanitize=True)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Which kernel paths the firmware tests ran, per build (no path is skipped silently: the
+    host fixtures fail when the CPU has an x86 SIMD path that the build does not offer)."""
+    if not PATHS_RUN:
+        return
+    order = {"scalar": 0, "neon": 1, "avx2": 2, "avx512bw": 3, "avx512vpopcnt": 4}
+    terminalreporter.section("firmware kernel paths run")
+    for (config, kind), paths in sorted(PATHS_RUN.items()):
+        names = sorted(paths, key=lambda k: order.get(k, 9))
+        terminalreporter.write_line(f"{config} ({kind}): {', '.join(names)}")

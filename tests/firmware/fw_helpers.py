@@ -1,8 +1,10 @@
 """Helpers of the firmware tests: builds, the kernel harness, independent NumPy references."""
 
+import platform
 import shutil
 import struct
 import subprocess
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,54 @@ CONFIGS = {
     "aarch64": ("aarch64", "neon", "qemu-aarch64"),
     "armv7": ("armv7", "neon", "qemu-arm"),
 }
+
+#: kernel path ids of the harness (firmware/include/bnn.h, enum bnn_kernel)
+KERNEL_IDS = {"scalar": 0, "neon": 1, "avx2": 2, "avx512bw": 3, "avx512vpopcnt": 4}
+KERNEL_NAMES = {v: k for k, v in KERNEL_IDS.items()}
+X86_KERNELS = ("avx2", "avx512bw", "avx512vpopcnt")
+
+#: (config, kind of test) -> kernel paths that ran: printed at the end of the session
+#: (conftest.py) so that a run shows which paths it exercised
+PATHS_RUN = defaultdict(set)
+
+
+def host_cpu_flags():
+    """The CPU flags of /proc/cpuinfo (what the CPU and the OS support), or an empty set."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def expected_x86_kernels():
+    """The x86 kernel paths this machine must run, from /proc/cpuinfo (independent of the
+    firmware's own CPUID check, which the tests check against it)."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return []
+    f = host_cpu_flags()
+    out = []
+    if {"avx2", "popcnt"} <= f:
+        out.append("avx2")
+        if {"avx512f", "avx512bw", "avx512vl"} <= f:
+            out.append("avx512bw")
+            if "avx512_vpopcntdq" in f:
+                out.append("avx512vpopcnt")
+    return out
+
+
+def check_host_paths(kernels, what):
+    """Fail unless a host build offers exactly the x86 paths this CPU has (so no SIMD path is
+    ever skipped silently on a machine that could run it)."""
+    have = [k for k in kernels if k in X86_KERNELS]
+    want = expected_x86_kernels()
+    assert sorted(have) == sorted(want), (
+        f"{what} offers x86 kernel paths {have}, but this CPU (/proc/cpuinfo) supports {want}")
+    if "avx2" in host_cpu_flags():
+        assert have, f"{what} runs no SIMD path on an x86 CPU with AVX2"
 
 BITS, INT8, INT32 = 0, 1, 2
 OP_PACK_FM, OP_PACK_CONV_W, OP_PACK_DENSE_W, OP_BCONV, OP_MBCONV, OP_POOL, OP_QUANT, \
@@ -61,7 +111,14 @@ def build_harness(config, build_root, sanitize=False, extra=""):
     build = Path(build_root) / (config + ("-san" if sanitize else "") + tag)
     make(f"TARGET={target}", f"IMPL={impl}", f"BUILD={build}", f"SAN={int(sanitize)}",
          f"EXTRA_CFLAGS={extra}", "harness")
-    return Harness(build / "bnn_harness", emulator, impl == "neon")
+    h = Harness(build / "bnn_harness", emulator, impl == "neon",
+                name=config + ("-san" if sanitize else ""))
+    if target == "host":
+        if impl == "neon":
+            check_host_paths(h.kernels, f"the {h.name} harness")
+        else:
+            assert h.kernels == ["scalar"], f"{h.name} harness offers {h.kernels}"
+    return h
 
 
 class HarnessError(Exception):
@@ -69,11 +126,20 @@ class HarnessError(Exception):
 
 
 class Harness:
-    """One built kernel harness (firmware/tests/bnn_harness.c) and how to run it."""
+    """One built kernel harness (firmware/tests/bnn_harness.c) and how to run it.
 
-    def __init__(self, path, emulator, has_neon):
+    ``impls``: the kernel path ids it can run on this machine (asked from the harness itself,
+    whose CPUID check the host fixtures compare with /proc/cpuinfo), scalar first."""
+
+    def __init__(self, path, emulator, has_neon, name=None):
         self.path, self.emulator, self.has_neon = Path(path), emulator, has_neon
-        self.impls = (0, 1) if has_neon else (0,)
+        self.name = name or self.path.parent.name
+        cmd = ([emulator] if emulator else []) + [str(self.path), "--kernels"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, f"{cmd}: {proc.stderr}"
+        self.kernels = proc.stdout.split()
+        self.impls = tuple(sorted(KERNEL_IDS[k] for k in self.kernels))
+        assert self.impls[0] == 0 and (1 in self.impls) == has_neon, self.kernels
 
     def call(self, op, impl, params, arrays, workdir):
         workdir = Path(workdir)
@@ -88,6 +154,7 @@ class Harness:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if proc.returncode:
             raise HarnessError(proc.stderr.strip())
+        PATHS_RUN[(self.name, "kernels")].add(KERNEL_NAMES.get(impl, str(impl)))
         return out.read_bytes()
 
 

@@ -29,14 +29,15 @@ def test_compiler_not_named_gcc(tmp_path, target, cc, emulator):
     build = tmp_path / "b"
     make(f"TARGET={target}", "IMPL=scalar", f"BUILD={build}", f"CC={cc}", "harness")
     assert (build / "libbnn.a").stat().st_size > 0
-    pool_works(Harness(build / "bnn_harness", emulator, False), tmp_path)
+    pool_works(Harness(build / "bnn_harness", emulator, False, name=f"{target} CC={cc}"),
+               tmp_path)
 
 
 def test_explicit_archiver(tmp_path):
     """AR on the command line is the one used (a wrong one fails the build loudly)."""
     build = tmp_path / "b"
     make("TARGET=host", "IMPL=scalar", f"BUILD={build}", "AR=gcc-ar", "harness")
-    pool_works(Harness(build / "bnn_harness", None, False), tmp_path)
+    pool_works(Harness(build / "bnn_harness", None, False, name="host AR=gcc-ar"), tmp_path)
     with pytest.raises(AssertionError, match="make .* failed"):
         make("TARGET=host", "IMPL=scalar", f"BUILD={tmp_path / 'c'}", "AR=/nonexistent/ar",
              "lib")

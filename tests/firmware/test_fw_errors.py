@@ -77,6 +77,38 @@ def test_malformed_input_files(runners, codes_net, tmp_path, target):
         assert not made, f"{what}: an output file was left behind"
 
 
+@pytest.mark.parametrize("target", ["host", "aarch64"])
+def test_bad_kernel_choice(runners, codes_net, tmp_path, target, monkeypatch):
+    """An unknown kernel name or a path this build / CPU lacks, from -k or BNNHW_KERNEL: exit 2,
+    one line naming it and what is available, no output file."""
+    inp, out = tmp_path / "in.bin", tmp_path / "out.bin"
+    inp.write_bytes(valid_input(codes_net))
+    runner = runners[target]
+    missing = "avx2" if target == "aarch64" else "bogus"
+    cases = [(["-k", "avx1024"], {}, "kernel must be auto, scalar, neon, avx2, avx512bw or "
+                                     "avx512vpopcnt, not 'avx1024'"),
+             ([], {"BNNHW_KERNEL": "neon2"}, "BNNHW_KERNEL must be auto"),
+             (["-k", missing], {}, "not available" if target == "aarch64" else "not 'bogus'")]
+    if target == "aarch64":
+        cases.append(([], {"BNNHW_KERNEL": "avx512vpopcnt"},
+                      "BNNHW_KERNEL avx512vpopcnt: not available in this build on this CPU "
+                      "(available: neon scalar)"))
+    for args, env, message in cases:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        proc = fw.run_runner(runner, target, [*args, inp, out])
+        for key in env:
+            monkeypatch.delenv(key)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, (args, env, proc.stderr)
+        assert lines[0].startswith("bnn_runner: ") and message in lines[0], lines[0]
+        assert not out.exists()
+    # -k wins over BNNHW_KERNEL; -q says which path runs
+    monkeypatch.setenv("BNNHW_KERNEL", "nonsense")
+    proc = fw.run_runner(runner, target, ["-k", "scalar", "-q"])
+    assert proc.returncode == 0 and proc.stdout.strip() == "scalar", proc.stderr
+
+
 def test_random_garbage_never_crashes(runners, codes_net, tmp_path):
     """Fuzz: random bytes and random corruptions of a valid file, under ASan + UBSan."""
     rng = np.random.default_rng(3)

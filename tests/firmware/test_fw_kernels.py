@@ -1,6 +1,7 @@
-"""Every firmware kernel, scalar twin and NEON, on every target, against independent references.
+"""Every firmware kernel, on every kernel path of every target, against independent references.
 
-Targets: host scalar, host NEON through SIMDe, AArch64 and ARMv7 under qemu-user. Expected
+Targets: host scalar, host NEON through SIMDe + the x86 AVX2 / AVX-512 paths this CPU runs
+(fixtures fail when the CPU has one the build does not offer), AArch64 and ARMv7 under qemu-user. Expected
 values come from bnnhw.model.packing (the bit convention) and NumPy references written here.
 """
 
@@ -9,7 +10,7 @@ import pytest
 
 from bnnhw.model.packing import pack_bits, pack_feature_map, to_bits, unpack_bits
 
-from fw_helpers import (BITS, CONFIGS, INT8, INT32, OP_BCONV, OP_FLATTEN, OP_MBCONV,
+from fw_helpers import (BITS, CONFIGS, INT8, INT32, KERNEL_NAMES, OP_BCONV, OP_FLATTEN, OP_MBCONV,
                         OP_PACK_CONV_W, OP_PACK_DENSE_W, OP_PACK_FM, OP_POOL, OP_QUANT,
                         OP_SCORES, HarnessError, ref_binary_conv, ref_conv_int, ref_threshold)
 
@@ -40,7 +41,7 @@ def harness(request, harnesses):
 def test_pack_feature_map(harness, tmp_path, h, w, c):
     for impl in harness.impls:
         assert_same(*pack_fm_case(harness, impl, tmp_path, h, w, c),
-                    f"packed feature map (impl {impl})")
+                    f"packed feature map (path {KERNEL_NAMES[impl]})")
 
 
 def pack_fm_case(harness, impl, tmp_path, h, w, c):
@@ -87,7 +88,7 @@ def test_flatten(harness, tmp_path, h, w, c):
 def test_quantize_and_pack(harness, tmp_path, c, h, w, thr, flat):
     for impl in harness.impls:
         assert_same(*quant_case(harness, impl, tmp_path, c, h, w, thr, flat),
-                    f"quantized input (impl {impl})")
+                    f"quantized input (path {KERNEL_NAMES[impl]})")
 
 
 def quant_case(harness, impl, tmp_path, c, h, w, thr, flat):
@@ -126,6 +127,16 @@ BCONV_CASES = [
     (20, 3, 3, 18, 3, 3, 1, 1, -1, INT32, 63, 9),   # saturation and clip
     (64, 6, 7, 80, 3, 3, 1, 1, -1, BITS, 0, 0),     # pixel pairs, 4 + 1 groups
     (32, 9, 10, 128, 3, 3, 2, 1, 1, BITS, 0, 0),    # pixel pairs with stride 2, 8 groups
+    # x86 blocks: byte counters widened every 31 words (62, 63 words), 1 half, 5-pixel rows
+    (3968, 1, 1, 9, 1, 1, 1, 0, 1, BITS, 0, 0),     # dense, 62 words
+    (4032, 1, 1, 24, 1, 1, 1, 0, -1, INT32, 0, 0),  # dense, 63 words
+    (448, 3, 5, 8, 3, 3, 1, 1, 1, INT8, 0, 100),    # 3x3, 63 words, one half of channels
+    (64, 7, 9, 48, 3, 3, 1, 1, 1, BITS, 0, 0),      # 9 pixels per row: blocks of 4, then 1
+    # AArch64 2x2 blocks (3x3, C <= 64, stride 1, 64-channel blocks): odd last row and column,
+    # an even and an odd number of blocks per row, several channel blocks, padding channels
+    (64, 7, 9, 128, 3, 3, 1, 1, -1, BITS, 0, 0),
+    (50, 8, 12, 50, 3, 3, 1, 0, 1, BITS, 0, 0),
+    (64, 4, 4, 192, 3, 3, 1, 1, 1, BITS, 0, 0),
 ]
 
 
@@ -179,11 +190,12 @@ def test_binary_conv(harness, tmp_path, case):
         expected = _expected_bconv(case, y, t, neg)
         for impl in harness.impls:
             got = _run_bconv(harness, impl, case, bits, wt, t, neg, tmp_path)
-            assert_same(got, expected.astype(got.dtype), f"{pattern} data, impl {impl}")
+            assert_same(got, expected.astype(got.dtype), f"{pattern} data, path {KERNEL_NAMES[impl]}")
 
 
 @pytest.mark.parametrize("config,extra", [
     ("aarch64", "-DBNN_NO_ASM"),        # intrinsics only (no inline-assembly 3x3 blocks)
+    ("aarch64", "-DBNN_NO_QUADS"),      # 3x3 in pixel pairs instead of 2x2 blocks
     ("aarch64", "-DBNN_ACC32"),         # ablation: 32-bit accumulators
     ("host-neon", "-DBNN_ACC32"),
     ("host-neon", "-DBNN_FORCE_V7"),    # ARMv7 code paths (pairwise adds) through SIMDe
@@ -193,7 +205,7 @@ def test_binary_conv_variants(fw_root, tmp_path, config, extra):
     from fw_helpers import build_harness
     harness = build_harness(config, fw_root / "variants", extra=extra)
     for case in (BCONV_CASES[0], BCONV_CASES[3], BCONV_CASES[7], BCONV_CASES[12],
-                 BCONV_CASES[14], BCONV_CASES[-1]):
+                 BCONV_CASES[14], BCONV_CASES[18], BCONV_CASES[-1]):
         bits, wt, t, neg, y = _bconv_data(case, 6)
         expected = _expected_bconv(case, y, t, neg)
         got = _run_bconv(harness, 1, case, bits, wt, t, neg, tmp_path)
@@ -248,7 +260,7 @@ def test_multibit_conv(harness, tmp_path, case):
     for seed in (1, 2, 3):
         for impl in harness.impls:
             assert_same(*mbconv_case(harness, impl, tmp_path, case, seed),
-                        f"seed {seed}, impl {impl}")
+                        f"seed {seed}, path {KERNEL_NAMES[impl]}")
 
 
 def mbconv_case(harness, impl, tmp_path, case, seed):
@@ -266,7 +278,9 @@ def mbconv_case(harness, impl, tmp_path, case, seed):
     t = rng.integers(-128 * k - 2, 128 * k + 3, oc)
     flat = y.reshape(-1, oc)
     pick = rng.random(oc) < 0.6
-    t[pick] = flat[rng.integers(0, flat.shape[0], oc), np.arange(oc)][pick]
+    # values that occur, and their neighbours: a sum off by one must change a bit
+    t[pick] = (flat[rng.integers(0, flat.shape[0], oc), np.arange(oc)]
+               + rng.integers(-1, 2, oc))[pick]
     neg = (rng.random(oc) < 0.4).astype(np.uint8)
     expected = pack_bits(ref_threshold(y, t, neg), 64).reshape(-1) if mode == BITS \
         else y.reshape(-1)
@@ -281,7 +295,7 @@ def mbconv_case(harness, impl, tmp_path, case, seed):
                                        (3, 3, 200, 3, 1), (28, 28, 64, 2, 2)])
 def test_maxpool(harness, tmp_path, h, w, c, k, s):
     for impl in harness.impls:
-        assert_same(*pool_case(harness, impl, tmp_path, h, w, c, k, s), f"OR pool, impl {impl}")
+        assert_same(*pool_case(harness, impl, tmp_path, h, w, c, k, s), f"OR pool, path {KERNEL_NAMES[impl]}")
 
 
 def pool_case(harness, impl, tmp_path, h, w, c, k, s, seed=None):
@@ -332,6 +346,7 @@ def flip_one_bit(expected, seed):
 CORRUPTION_CASES = {
     "binary conv": lambda h, i, p: _bconv_pair(h, i, BCONV_CASES[0], p),
     "binary conv int8": lambda h, i, p: _bconv_pair(h, i, BCONV_CASES[12], p),
+    "binary conv 2x2 blocks": lambda h, i, p: _bconv_pair(h, i, BCONV_CASES[-3], p),
     "multibit conv": lambda h, i, p: mbconv_case(h, i, p, MBCONV_CASES[1], 1),
     "multibit conv int32": lambda h, i, p: mbconv_case(h, i, p, MBCONV_CASES[5], 1),
     "maxpool": lambda h, i, p: pool_case(h, i, p, 5, 5, 130, 2, 2),
@@ -351,40 +366,56 @@ def _bconv_pair(harness, impl, case, tmp_path):
 @pytest.mark.parametrize("kind", list(CORRUPTION_CASES))
 def test_kernel_one_corrupted_bit_fails(harnesses, tmp_path, config, kind):
     """Every kernel test's comparison is sharp: the firmware output equals the reference, and
-    one flipped bit anywhere in the reference is caught (host NEON and AArch64 under qemu)."""
+    one flipped bit anywhere in the reference is caught (host: every SIMD path this CPU runs,
+    NEON through SIMDe and the x86 ones; AArch64 under qemu: NEON)."""
     harness = harnesses[config]
-    impl = 0 if kind == "scores" else 1
-    got, expected = CORRUPTION_CASES[kind](harness, impl, tmp_path)
-    assert_same(got, expected, f"{kind} ({config})")
-    for seed in range(3):
-        with pytest.raises(AssertionError, match=r": 1 mismatches"):
-            assert_same(got, flip_one_bit(expected, seed), f"{kind} corrupted")
+    impls = [0] if kind == "scores" else [i for i in harness.impls if i]
+    for impl in impls:
+        got, expected = CORRUPTION_CASES[kind](harness, impl, tmp_path)
+        assert_same(got, expected, f"{kind} ({config}, path {KERNEL_NAMES[impl]})")
+        for seed in range(3):
+            with pytest.raises(AssertionError, match=r": 1 mismatches"):
+                assert_same(got, flip_one_bit(expected, seed), f"{kind} corrupted")
+
+
+def test_host_kernel_paths(harnesses, san_harness):
+    """The host SIMD build runs every x86 path this CPU has (compared with /proc/cpuinfo, not
+    with the firmware's own CPUID check), plus the scalar twin and NEON through SIMDe; the
+    scalar build only the twin. Prints the paths."""
+    from fw_helpers import check_host_paths
+    for h in (harnesses["host-neon"], san_harness):
+        check_host_paths(h.kernels, h.name)
+        assert {"scalar", "neon"} <= set(h.kernels)
+        print(f"{h.name}: kernel paths {' '.join(h.kernels)}")
+    assert harnesses["host-scalar"].kernels == ["scalar"]
+    assert harnesses["aarch64"].kernels == ["neon", "scalar"]
 
 
 def test_kernels_under_sanitizers(san_harness, tmp_path):
-    """ASan + UBSan: every kernel on a few shapes, scalar and NEON (SIMDe)."""
+    """ASan + UBSan: every kernel on a few shapes, on every path of the host build (scalar, NEON
+    through SIMDe, the x86 paths this CPU runs)."""
     for case in (BCONV_CASES[0], BCONV_CASES[3], BCONV_CASES[7], BCONV_CASES[12],
-                 BCONV_CASES[16]):
+                 BCONV_CASES[16], BCONV_CASES[-3], BCONV_CASES[-1]):
         bits, wt, t, neg, y = _bconv_data(case, 5)
         expected = _expected_bconv(case, y, t, neg)
-        for impl in (0, 1):
+        for impl in san_harness.impls:
             got = _run_bconv(san_harness, impl, case, bits, wt, t, neg, tmp_path)
-            assert_same(got, expected.astype(got.dtype), f"sanitized impl {impl}")
+            assert_same(got, expected.astype(got.dtype), f"sanitized path {KERNEL_NAMES[impl]}")
     codes = np.random.default_rng(0).integers(-128, 128, (6, 7, 3)).astype(np.int8)
     wt = np.where(np.random.default_rng(1).random((20, 3, 3, 3)) < 0.5, 1, -1).astype(np.int8)
     y = ref_conv_int(codes.astype(np.int64), wt, 2, 1, -5)
     t, neg = np.zeros(20, "<i4"), np.zeros(20, np.uint8)
-    for impl in (0, 1):
+    for impl in san_harness.impls:
         out = san_harness.call(OP_MBCONV, impl, [3, 6, 7, 20, 3, 3, 2, 1, -5, BITS],
                                [codes, wt, t, neg], tmp_path)
         assert_same(words(out), pack_bits((y >= 0).astype(np.uint8), 64).reshape(-1), "mb")
         for shape in ((5, 5, 130, 2, 2), (6, 7, 3, 3, 2)):
             assert_same(*pool_case(san_harness, impl, tmp_path, *shape, seed=2),
-                        f"sanitized pool {shape}, impl {impl}")
+                        f"sanitized pool {shape}, path {KERNEL_NAMES[impl]}")
         for args in ((1, 5, 7, 100, 1), (3, 4, 5, 100, 0), (1, 28, 28, 128, 1)):
             assert_same(*quant_case(san_harness, impl, tmp_path, *args),
-                        f"sanitized quantize {args}, impl {impl}")
+                        f"sanitized quantize {args}, path {KERNEL_NAMES[impl]}")
         assert_same(*pack_fm_case(san_harness, impl, tmp_path, 2, 2, 65),
-                    f"sanitized packing, impl {impl}")
+                    f"sanitized packing, path {KERNEL_NAMES[impl]}")
     for rule in (0, 1, 2):
         assert_same(*scores_case(san_harness, tmp_path, rule), f"sanitized scores {rule}")

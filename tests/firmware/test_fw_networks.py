@@ -2,8 +2,9 @@
 
 Real networks (BNN-PYNQ LFC on MNIST, CNV on CIFAR-10 vector images; CNV on Street View house
 numbers and road signs, LFC on merged characters; bnnhw's own example digits_bnn.npz) and
-small random networks that cover every layer kind, on the host (scalar and NEON through SIMDe),
-AArch64 and ARMv7 (qemu-user), plus an ASan + UBSan host build.
+small random networks that cover every layer kind, on the host (scalar and NEON through SIMDe,
+and every x86 AVX2 / AVX-512 path this CPU runs), AArch64 and ARMv7 (qemu-user), plus an
+ASan + UBSan host build.
 """
 
 import numpy as np
@@ -12,7 +13,8 @@ import pytest
 from bnnhw import golden
 from bnnhw.gen import firmware as fw
 
-from fw_helpers import CONFIGS, random_images, random_networks, shared_file
+from fw_helpers import (CONFIGS, PATHS_RUN, check_host_paths, random_images, random_networks,
+                        shared_file)
 
 pytestmark = pytest.mark.firmware
 
@@ -30,7 +32,29 @@ def assert_scores(got, expected, what):
 def fw_run(net, x, config, root, tag="", **kw):
     # one folder per model; the kernel library is compiled once beside them (per config)
     target, impl, _ = CONFIGS[config]
-    return fw.run(net, x, target=target, impl=impl, build_dir=root / (net.name + tag), **kw)
+    build_dir = root / (net.name + tag)
+    scores = fw.run(net, x, target=target, impl=impl, build_dir=build_dir, **kw)
+    kernel = kw.get("kernel")
+    if kernel is None:
+        # the default path depends on the build and the CPU only: ask one runner per config
+        if config not in DEFAULT_KERNEL:
+            DEFAULT_KERNEL[config] = fw.chosen_kernel(net, target=target, impl=impl,
+                                                      build_dir=build_dir)
+        kernel = DEFAULT_KERNEL[config]
+    PATHS_RUN[(config, "networks")].add(kernel)
+    return scores
+
+
+DEFAULT_KERNEL = {}
+
+
+def host_kernels(net, root, tag=""):
+    """The kernel paths of the host SIMD runner of `net` on this machine (checked against
+    /proc/cpuinfo: every x86 path the CPU has must be there)."""
+    runner = fw.generate(net, root / (net.name + tag), target="host", impl="neon")
+    kernels = fw.runner_kernels(runner)
+    check_host_paths(kernels, f"the host runner of {net.name}")
+    return kernels
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +195,59 @@ def test_random_networks_sweep(config, which, fw_root):
     check_random_network(config, which, fw_root, range(30, 36))
 
 
+def test_host_default_is_the_fastest_path(lfc, fw_root, monkeypatch):
+    """Without -k the runner uses the fastest path the CPU runs (the first of its list), and
+    BNNHW_KERNEL forces another one; an unknown or unsupported name is a one-line error."""
+    root = fw_root / "host-neon"
+    monkeypatch.delenv("BNNHW_KERNEL", raising=False)
+    kernels = host_kernels(lfc, root)
+    assert fw.chosen_kernel(lfc, build_dir=root / lfc.name) == kernels[0]
+    for k in kernels:
+        monkeypatch.setenv("BNNHW_KERNEL", k)
+        assert fw.chosen_kernel(lfc, build_dir=root / lfc.name) == k
+    monkeypatch.setenv("BNNHW_KERNEL", "avx1024")
+    with pytest.raises(fw.ToolError, match="BNNHW_KERNEL must be auto, scalar, .* not 'avx1024'"):
+        fw.chosen_kernel(lfc, build_dir=root / lfc.name)
+    monkeypatch.delenv("BNNHW_KERNEL")
+    scalar_root = fw_root / "host-scalar"
+    assert fw.chosen_kernel(lfc, impl="scalar", build_dir=scalar_root / lfc.name) == "scalar"
+    with pytest.raises(fw.ToolError, match="kernel avx2: not available in this build"):
+        fw.chosen_kernel(lfc, impl="scalar", kernel="avx2", build_dir=scalar_root / lfc.name)
+
+
+@pytest.mark.parametrize("model", ["lfc", "cnv", "random", "others"])
+def test_every_host_kernel_path(model, lfc, cnv, mnist_batch, cnv_batch, other_nets, fw_root):
+    """Whole networks through every kernel path of the host build (scalar, NEON through SIMDe
+    and each x86 path this CPU has), each forced with -k: the scores equal the golden model's.
+    Prints the paths it ran; fails (never skips) when the CPU has an x86 path the build lacks."""
+    root = fw_root / "host-neon"
+    if model == "lfc":
+        images, expected = mnist_batch
+        cases = [(lfc, images[:300], expected[:300], "")]
+    elif model == "cnv":
+        x, expected = cnv_batch
+        cases = [(cnv, x, expected, "")]
+    elif model == "random":
+        cases = []
+        for seed in (11, 12):
+            for net in random_networks(seed):
+                xi = random_images(net, 6, seed)
+                cases.append((net, xi, golden.forward(net, xi), f"-{seed}"))
+    else:
+        cases = []
+        for name, net in other_nets.items():
+            xi = other_images(name, net, 20 if name == "digits_bnn" else 4, seed=6)
+            cases.append((net, xi, golden.forward(net, xi), ""))
+    ran = set()
+    for net, x, expected, tag in cases:
+        for kernel in host_kernels(net, root, tag):
+            got = fw_run(net, x, "host-neon", root, tag=tag, kernel=kernel)
+            assert_scores(got, expected, f"{net.name} on {len(x)} images (host, {kernel})")
+            ran.add(kernel)
+    print(f"{model}: kernel paths run {sorted(ran)}")
+    assert {"scalar", "neon"} <= ran
+
+
 def test_random_networks_are_not_trivial():
     """The random networks' scores vary between images (the thresholds are not degenerate)."""
     for net in random_networks(11):
@@ -208,11 +285,16 @@ def test_other_models_one_corrupted_score_bit_fails(model, other_nets, fw_root):
 
 
 def test_sanitizers_whole_networks(lfc, cnv, mnist_batch, cnv_batch, fw_root):
-    """ASan + UBSan host build: real and random networks, NEON (SIMDe) and scalar kernels."""
+    """ASan + UBSan host build: real and random networks, on every kernel path of the build (NEON
+    through SIMDe, scalar and the x86 paths this CPU runs)."""
     root = fw_root / "san"
     images, expected = mnist_batch
     x, cexp = cnv_batch
-    for kernel in ("neon", "scalar"):
+    runner = fw.generate(lfc, root / "lfc", sanitize=True)
+    kernels = fw.runner_kernels(runner)
+    check_host_paths(kernels, "the sanitized host runner")
+    for kernel in kernels:
+        PATHS_RUN[("host-neon-san", "networks")].add(kernel)
         got = fw.run(lfc, images[:30], build_dir=root / "lfc", sanitize=True, kernel=kernel)
         assert_scores(got, expected[:30], f"LFC sanitized ({kernel})")
         got = fw.run(cnv, x[:1], build_dir=root / "cnv", sanitize=True, kernel=kernel)

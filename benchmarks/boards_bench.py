@@ -1,0 +1,160 @@
+"""Whole-network board builds of every shared model and the example model, on every board.
+
+For each model and board: the fit estimate first (a model that does not fit is listed with
+its numbers and not built), then ``bnnhw build`` through the flow (``bitstream`` step:
+synthesis, place and route, bitstream; cached in the build root) and, unless ``--no-compare``,
+``bnnhw compare`` (CPU on this host vs FPGA simulated cycles). Prints the table and writes the
+"Boards" section of BENCHMARKS.md.
+
+    .venv/bin/python benchmarks/boards_bench.py [--models example,lfc,cnv] [--boards ...]
+        [--freq ulx3s=75] [--target-fps cnv=9150,lfc=195000]
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bnnhw  # noqa: E402
+import bnnhw.boards  # noqa: E402,F401
+from bnnhw.boards import BOARDS  # noqa: E402
+from bnnhw.demo import example_model_path  # noqa: E402
+from bnnhw.errors import BnnhwError  # noqa: E402
+from bnnhw.flow import Build  # noqa: E402
+from bnnhw.plan.core import CorePlan  # noqa: E402
+from bnnhw.plan.devices import device  # noqa: E402
+from bnnhw.plan.estimate import estimate, over, search_folding  # noqa: E402
+from report import SHARED_DATA, markdown_table, update_section  # noqa: E402
+
+MODELS = {"example": example_model_path(),
+          "lfc": SHARED_DATA / "bnn-pynq" / "lfcW1A1_mnist.npz",
+          "lfc_chars": SHARED_DATA / "bnn-pynq" / "lfcW1A1_chars_merged.npz",
+          "cnv": SHARED_DATA / "bnn-pynq" / "cnvW1A1_cifar10.npz",
+          "cnv_svhn": SHARED_DATA / "bnn-pynq" / "cnvW1A1_streetview.npz",
+          "cnv_gtsrb": SHARED_DATA / "bnn-pynq" / "cnvW1A1_road_signs.npz"}
+GOALS = {("cnv", "ulx3s"): "CNV on ULX3S >= 9,150 images/s, timing met, latency <= 283 µs",
+         ("lfc", "ulx3s"): "LFC on ULX3S >= 195,000 images/s"}
+
+
+def kv(text, conv=float):
+    out = {}
+    for part in filter(None, (text or "").split(",")):
+        k, v = part.split("=")
+        out[k] = conv(v)
+    return out
+
+
+def one(key, board, freq, fps, do_compare, build_only_cached):
+    net = bnnhw.load_model(MODELS[key])
+    spec = BOARDS[board]
+    dev = device(spec["device"])
+    freq = freq or spec["default_mhz"]
+    row = {"model": key, "name": net.name, "board": board, "freq": freq}
+    try:
+        folding = None
+        if fps:
+            folding, _, _ = search_folding(net, dev, images_per_second=fps, clock_hz=freq * 1e6)
+        plan, mm = CorePlan.for_device(net, folding, dev)
+        est = estimate(plan, dev, memory_map=mm)
+        row["estimate"] = {k: est[k] for k in ("lut", "ff", "bram")}
+        bad = over(est, dev)
+        if bad:
+            row["refused"] = ", ".join(f"{k.upper()} {n:,} needed / {a:,}" for k, n, a in bad)
+            return row
+        build = Build.of(net, folding, board=board, clock_mhz=float(freq))
+        rec = build.record()["steps"].get(f"bitstream:{board}")
+        if build_only_cached and not rec:
+            row["not_built"] = "not built in this run (--cached-only)"
+            return row
+        t = time.monotonic()
+        rec = build.run("bitstream")
+        row["report"] = json.loads(build.path("board", "board_report.json").read_text())
+        row["seconds"] = row["report"]["seconds"]
+        if do_compare:
+            from bnnhw.compare import compare
+            out = build.path("compare")
+            r = compare(net, board, out, folding=folding, freq_mhz=freq)
+            row["compare"] = {"cpu_us": r["cpu"]["total_us"], "cpu_build": r["cpu"]["build"],
+                              "fpga_us": r["fpga"]["latency_us"],
+                              "ratio": r["ratio_latency_cpu_over_fpga"],
+                              "plot": str(out / "compare.png")}
+        del t
+    except BnnhwError as e:
+        row["refused"] = str(e)
+    return row
+
+
+def render(rows, command, other):
+    table = []
+    for r in rows:
+        e = r.get("estimate", {})
+        if "report" not in r:
+            table.append([r["name"], r["board"], "-", "-", "-", "-", "-", "-", "-",
+                          "-", f"not built: {r.get('refused') or r.get('not_built')}"])
+            continue
+        rep = r["report"]
+        u = rep["utilization"]
+        c = r.get("compare", {})
+        err = rep["estimate_error_percent"]
+        bram_err = "-" if err["bram"] is None else f"{err['bram']:+.0f} %"
+        table.append([
+            r["name"], r["board"],
+            f"{u['lut']['used']:,}/{u['lut']['available']:,}",
+            f"{u['ff']['used']:,}", f"{u['bram']['used']}/{u['bram']['available']}",
+            f"{rep['clock_mhz']:.1f}", f"{rep['fmax_mhz']} ({'met' if rep['timing_met'] else 'NOT met'})",
+            f"{rep['images_per_second']:,.0f}",
+            f"{c['fpga_us']:,.1f} (sim)" if c else f"{rep['latency_us_estimate']:,} (est.)",
+            f"{c['ratio']:.2f}x" if c else "-",
+            f"{rep['seconds']:.0f} s; estimate error LUT {err['lut']:+.0f} %, "
+            f"FF {err['ff']:+.0f} %, BRAM {bram_err}"])
+    body = [f"Command: `{command}`  ",
+            "Whole network + UART wrapper + PLL placed and routed as one design with YoWASP "
+            "(Yosys 0.70, nextpnr-ice40/-ecp5 0.11, legacy nextpnr-gowin 0.7 + Apicula). "
+            "LUT = ICESTORM_LC / TRELLIS_COMB / Gowin SLICE placed; Fmax from nextpnr's "
+            "report for the PLL's clock; images/s at the design clock from the plan's cycles per "
+            "image; latency: simulated (cocotb + Verilator, first input beat to last score) "
+            "when compared, else the plan's upper estimate; CPU vs FPGA: `bnnhw compare` "
+            "(host CPU, fastest host firmware build, one image). Estimate error = (estimate - "
+            "synthesized) / synthesized.", "",
+            markdown_table(["model", "board", "LUT used/avail", "FF", "BRAM used/avail",
+                            "clock MHz", "Fmax MHz (timing)", "images/s", "latency µs",
+                            "CPU/FPGA latency", "build time; fit estimate error"], table),
+            ""] + other
+    return "\n".join(body)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--boards", default=",".join(BOARDS))
+    ap.add_argument("--freq", default="", help="per board MHz, e.g. ulx3s=75")
+    ap.add_argument("--target-fps", default="", help="per model, e.g. cnv=9150")
+    ap.add_argument("--no-compare", action="store_true")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="report only builds already in the build root (no new P&R)")
+    ap.add_argument("--note", action="append", default=[], help="a line for the report")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    freq, fps = kv(args.freq), kv(args.target_fps)
+    rows = []
+    for key in args.models.split(","):
+        for board in args.boards.split(","):
+            r = one(key, board, freq.get(board), fps.get(key), not args.no_compare,
+                    args.cached_only)
+            rows.append(r)
+            print(json.dumps({k: v for k, v in r.items() if k != "report"}), flush=True)
+    cmd = ".venv/bin/python benchmarks/boards_bench.py " + " ".join(sys.argv[1:])
+    load = Path("/proc/loadavg").read_text().split()[0]
+    text = render(rows, cmd.strip(), [f"- {n}" for n in args.note]
+                  + [f"- load average at the end of the run: {load} (2 cores, shared with "
+                     f"other sessions' synthesis jobs)"])
+    print(text)
+    if not args.no_write:
+        update_section("Boards", text)
+
+
+if __name__ == "__main__":
+    main()
