@@ -44,7 +44,7 @@ from .params import check_choice, check_int
 from .stages import StagePlan
 from .tables import accumulator_range, threshold_table
 
-__all__ = ["HardwiredPlan", "ADDER_FORMS", "build_graph"]
+__all__ = ["HardwiredPlan", "ADDER_FORMS", "build_graph", "conv_slice", "hardwired_plan"]
 
 #: The ways a hardwired layer's adder graph can be built (see the module docstring).
 ADDER_FORMS = ("naive", "grouped", "kernels", "rows", "auto", "cse")
@@ -404,3 +404,68 @@ class HardwiredPlan(StagePlan):
                 "ranks": list(self.ranks), "cost_model": self.family,
                 "lowering": self.lowering, "graph": self.graph.stats(),
                 "hardware": self.hardware_graph.stats(), "cycles_per_vector": 1}
+
+
+def conv_slice(net, layer_name, outputs):
+    """A binary convolution of ``net`` cut to some of its output channels, as a network.
+
+    The slice keeps every input channel and the layer's clip and threshold (cut alike); its
+    input is the layer's input map, as raw bytes 0 / 1 (a :class:`ThresholdQuantizer` at 1),
+    and a dense layer of +1 weights over the thresholded map gives it a vector output. Used to
+    test and measure hardwired layers on real networks' weights at a size that simulates and
+    synthesizes quickly.
+
+    Parameters
+    ----------
+    net : bnnhw.model.Network
+    layer_name : str
+        A binary convolution of ``net`` followed by a threshold.
+    outputs : sequence of int
+        The output channels kept, in order.
+
+    Returns
+    -------
+    bnnhw.model.Network
+        Layers ``[conv, (clip), threshold, "fc", output]`` with the convolution's name.
+    """
+    from ..model import BinaryDense, Network, Output, ThresholdQuantizer
+    block = next((b for b in net.blocks() if b.name == layer_name), None)
+    if block is None or not isinstance(block.compute.layer, BinaryConv2d):
+        raise ValueError(f"layer {layer_name!r} is not a binary convolution of "
+                         f"{net.name!r}")
+    if block.threshold is None:
+        raise ValueError(f"layer {layer_name!r} has no threshold")
+    sel = np.asarray(list(outputs), np.int64)
+    conv = block.compute.layer
+    if sel.size == 0 or sel.min() < 0 or sel.max() >= conv.out_channels:
+        raise ValueError(f"layer {layer_name!r}: output channels must be in "
+                         f"0..{conv.out_channels - 1}, not {sel.tolist()}")
+    thr = block.threshold.layer
+    layers = [BinaryConv2d(conv.name, conv.weight[sel], stride=conv.stride, pad=conv.pad,
+                           pad_value=conv.pad_value, acc_bits=conv.acc_bits,
+                           overflow=conv.overflow)]
+    if block.clip is not None:
+        layers.append(block.clip.layer)
+    layers.append(Threshold(thr.name, thr.thresholds[sel], thr.negate[sel]))
+    _, ho, wo = block.compute.output_shape
+    layers += [BinaryDense("fc", np.ones((1, sel.size * ho * wo), np.int8)), Output()]
+    return Network(f"{net.name}_{conv.name}_slice", block.compute.input_shape,
+                   ThresholdQuantizer(1), tuple(layers))
+
+
+def hardwired_plan(net, layer_name, *, sharing=None, **kwargs):
+    """The :class:`HardwiredPlan` of binary convolution ``layer_name`` of ``net`` (its clip
+    and threshold from the network; ``sharing``: a :class:`~bnnhw.sharing.SharingPlan` of
+    ``net`` or ``None``; ``kwargs``: the plan's other fields)."""
+    block = next((b for b in net.blocks() if b.name == layer_name), None)
+    if block is None:
+        raise ValueError(f"layer {layer_name!r} is not a layer of {net.name!r}")
+    lp = None
+    mode = None
+    if sharing is not None:
+        lp = sharing.layer(layer_name)
+        mode = sharing.mode
+    return HardwiredPlan(layer=block.compute.layer,
+                         threshold=None if block.threshold is None else block.threshold.layer,
+                         clip=None if block.clip is None else block.clip.layer,
+                         sharing=lp, sharing_mode=mode, **kwargs)
