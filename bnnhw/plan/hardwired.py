@@ -406,10 +406,14 @@ class HardwiredPlan(StagePlan):
                 "hardware": self.hardware_graph.stats(), "cycles_per_vector": 1}
 
 
-def conv_slice(net, layer_name, outputs):
-    """A binary convolution of ``net`` cut to some of its output channels, as a network.
+def conv_slice(net, layer_name, outputs=None, inputs=None):
+    """A binary convolution of ``net`` cut to some of its output (and input) channels, as a
+    network.
 
-    The slice keeps every input channel and the layer's clip and threshold (cut alike); its
+    An output-channel slice keeps every input channel and the layer's clip and threshold
+    (cut alike). An input-channel slice (``inputs``) computes only part of each sum, to which
+    the layer's thresholds do not apply: it gets zero thresholds (``y >= 0``), so that no
+    output is a constant and every form of the slice computes the same function. The slice's
     input is the layer's input map, as raw bytes 0 / 1 (a :class:`ThresholdQuantizer` at 1),
     and a dense layer of +1 weights over the thresholded map gives it a vector output. Used to
     test and measure hardwired layers on real networks' weights at a size that simulates and
@@ -420,8 +424,8 @@ def conv_slice(net, layer_name, outputs):
     net : bnnhw.model.Network
     layer_name : str
         A binary convolution of ``net`` followed by a threshold.
-    outputs : sequence of int
-        The output channels kept, in order.
+    outputs, inputs : sequence of int or None
+        The output and input channels kept, in order (``None``: all).
 
     Returns
     -------
@@ -435,21 +439,31 @@ def conv_slice(net, layer_name, outputs):
                          f"{net.name!r}")
     if block.threshold is None:
         raise ValueError(f"layer {layer_name!r} has no threshold")
-    sel = np.asarray(list(outputs), np.int64)
     conv = block.compute.layer
-    if sel.size == 0 or sel.min() < 0 or sel.max() >= conv.out_channels:
-        raise ValueError(f"layer {layer_name!r}: output channels must be in "
-                         f"0..{conv.out_channels - 1}, not {sel.tolist()}")
+
+    def pick(chosen, count, what):
+        sel = np.arange(count) if chosen is None else np.asarray(list(chosen), np.int64)
+        if sel.size == 0 or sel.min() < 0 or sel.max() >= count:
+            raise ValueError(f"layer {layer_name!r}: {what} channels must be in "
+                             f"0..{count - 1}, not {sel.tolist()}")
+        return sel
+    sel = pick(outputs, conv.out_channels, "output")
+    ins = pick(inputs, conv.in_channels, "input")
     thr = block.threshold.layer
-    layers = [BinaryConv2d(conv.name, conv.weight[sel], stride=conv.stride, pad=conv.pad,
+    weight = conv.weight[sel][:, ins]
+    layers = [BinaryConv2d(conv.name, weight, stride=conv.stride, pad=conv.pad,
                            pad_value=conv.pad_value, acc_bits=conv.acc_bits,
                            overflow=conv.overflow)]
-    if block.clip is not None:
-        layers.append(block.clip.layer)
-    layers.append(Threshold(thr.name, thr.thresholds[sel], thr.negate[sel]))
+    if inputs is None:
+        if block.clip is not None:
+            layers.append(block.clip.layer)
+        layers.append(Threshold(thr.name, thr.thresholds[sel], thr.negate[sel]))
+    else:
+        layers.append(Threshold(thr.name, np.zeros(sel.size, np.int64), np.zeros(sel.size, bool)))
     _, ho, wo = block.compute.output_shape
     layers += [BinaryDense("fc", np.ones((1, sel.size * ho * wo), np.int8)), Output()]
-    return Network(f"{net.name}_{conv.name}_slice", block.compute.input_shape,
+    _, h, w = block.compute.input_shape
+    return Network(f"{net.name}_{conv.name}_slice", (ins.size, h, w),
                    ThresholdQuantizer(1), tuple(layers))
 
 

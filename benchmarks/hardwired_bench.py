@@ -1,0 +1,175 @@
+"""Hardwired result sharing in hardware: YoWASP Yosys LUTs of the hardwired layer per adder form.
+
+For slices of every CNV conv layer (``cnvW1A1_cifar10`` conv1..conv5), the hardwired datapath
+(:class:`bnnhw.hw.hardwired.HardwiredConv`: every output channel of one whole window vector per
+cycle, constant weights, registered outputs, no pipeline ranks) is synthesized out of context
+for ECP5 (``synth_ecp5``, LUT4 equivalents: LUT4 + 2 x CCU2C) and xc7 (``synth_xilinx``, LUT6)
+in each adder form (:data:`bnnhw.plan.hardwired.ADDER_FORMS`):
+
+* ``naive``: one popcount per output channel over all K bits (unshared baseline);
+* ``grouped``: a popcount per 2-D kernel, summed (unshared baseline);
+* ``kernels/exact``: the exact sharing plan's entries as they are (repeats and inverses);
+* ``rows``: kernel-row popcounts shared per channel, kernels used twice as nodes;
+* ``auto/similar:1``: per kernel class the cheapest of rows / node / derived, by the
+  family's cost model.
+
+Every variant computes the same function at the same throughput (one window per cycle); the
+plans are proved against the kernels (:meth:`bnnhw.plan.adder_graph.AdderGraph.check`) before
+synthesis. Two slice kinds: ``in8`` (input channels 0-7, all output channels: where sharing
+across output channels can act; zero thresholds) and ``out8`` (output channels 0-7, all input
+channels, the real thresholds). Results are cached under the build root.
+
+Run (niced, one Yosys at a time)::
+
+    nice -n 10 .venv/bin/python benchmarks/hardwired_bench.py [--slices in8,out8] [--layers conv1,...]
+"""
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import bnnhw  # noqa: E402
+from bnnhw.errors import ToolError  # noqa: E402
+from bnnhw.flow import build_root  # noqa: E402
+from bnnhw.gen import resources  # noqa: E402
+from bnnhw.plan.hardwired import conv_slice, hardwired_plan  # noqa: E402
+from bnnhw.sharing import make_plan  # noqa: E402
+from report import SHARED_DATA, markdown_table, update_section  # noqa: E402
+
+warnings.filterwarnings("ignore", message=".*created but never used")
+
+OUT = build_root() / "benchmarks" / "hardwired"
+CACHE = OUT / "cache"
+RESULTS = OUT / "results.json"
+COMMAND = "nice -n 10 .venv/bin/python benchmarks/hardwired_bench.py"
+FAMILIES = {"ecp5": "lut4_equiv", "xc7": "lut"}
+#: (label, adder form, sharing mode or None)
+VARIANTS = (("naive", "naive", None), ("grouped", "grouped", None),
+            ("kernels/exact", "kernels", "exact"), ("rows", "rows", None),
+            ("auto/similar:1", "auto", "similar:1"))
+LAYERS = ("conv1", "conv5", "conv3", "conv2", "conv4")
+
+
+def slice_net(cnv, layer, kind):
+    if kind == "in8":
+        return conv_slice(cnv, layer, inputs=range(8))
+    return conv_slice(cnv, layer, outputs=range(8))
+
+
+def load(path):
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save(results):
+    OUT.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
+    tmp.replace(RESULTS)
+
+
+def measure(cnv, layer, kind, variant, family, timeout):
+    label, form, mode = variant
+    net = slice_net(cnv, layer, kind)
+    plan = make_plan(net, mode) if mode else None
+    hp = hardwired_plan(net, layer, sharing=plan, adders=form, family=family)
+    stats = hp.graph.stats()
+    start = time.monotonic()
+    try:
+        r = resources.synthesize(hp.create(), family, timeout=timeout, cache_dir=CACHE)
+    except ToolError as e:
+        return {"error": str(e)[:300], "seconds": round(time.monotonic() - start, 1),
+                "graph": stats}
+    return {"luts": r["total"][FAMILIES[family]], "total": r["total"],
+            "seconds": r.get("seconds"), "graph": stats}
+
+
+def fmt_pct(v, base):
+    if v is None or base is None:
+        return "-"
+    return f"{100.0 * (v - base) / base:+.1f} %"
+
+
+def report(results, kinds, layers):
+    parts = []
+    for kind in kinds:
+        what = {"in8": "input channels 0-7, all output channels (zero thresholds)",
+                "out8": "output channels 0-7, all input channels (real thresholds)"}[kind]
+        parts.append(f"### Slices `{kind}`: {what}\n")
+        for family, unit in FAMILIES.items():
+            header = ["layer", "K x O"] + [v[0] for v in VARIANTS] + \
+                     ["best shared vs grouped", "best shared vs naive"]
+            rows = []
+            for layer in sorted(layers):
+                cells, vals = [], {}
+                shape = "-"
+                for v in VARIANTS:
+                    r = results.get(f"{kind}/{layer}/{v[0]}/{family}")
+                    if r is None:
+                        cells.append("not run")
+                        continue
+                    shape = f"{r['graph']['inputs']} x {r['graph']['outputs']}"
+                    if "error" in r:
+                        cells.append(f"failed ({r['seconds']:.0f} s)")
+                        continue
+                    vals[v[0]] = r["luts"]
+                    cells.append(str(r["luts"]))
+                shared = {k: x for k, x in vals.items() if k not in ("naive", "grouped")}
+                best = min(shared.values()) if shared else None
+                rows.append([layer, shape, *cells, fmt_pct(best, vals.get("grouped")),
+                             fmt_pct(best, vals.get("naive"))])
+            parts.append(f"{family} ({unit}):\n\n" + markdown_table(header, rows) + "\n")
+    return "\n".join(parts)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--slices", default="in8")
+    ap.add_argument("--layers", default=",".join(LAYERS))
+    ap.add_argument("--families", default="ecp5,xc7")
+    ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args(argv)
+    kinds = args.slices.split(",")
+    layers = args.layers.split(",")
+    families = args.families.split(",")
+    cnv = bnnhw.load_model(SHARED_DATA / "bnn-pynq" / "cnvW1A1_cifar10.npz")
+    results = load(RESULTS)
+    if not args.report_only:
+        for kind in kinds:
+            for layer in layers:
+                for family in families:
+                    for v in VARIANTS:
+                        key = f"{kind}/{layer}/{v[0]}/{family}"
+                        if key in results:
+                            continue
+                        t = time.monotonic()
+                        results[key] = measure(cnv, layer, kind, v, family, args.timeout)
+                        save(results)
+                        r = results[key]
+                        print(f"{key}: {r.get('luts', r.get('error'))} "
+                              f"({time.monotonic() - t:.0f} s)", flush=True)
+    body = report(results, kinds, layers)
+    print(body)
+    update_section("Hardwired result sharing", f"""
+Hardwired (constant-weight, fully unrolled) convolution datapath per adder form, YoWASP Yosys
+out of context, at equal throughput (every variant: one whole window vector per cycle, all
+output channels, registered outputs). Lower is better; "best shared" is the smallest of the
+sharing forms (kernels, rows, auto). Every variant computes the same outputs (the graphs are
+proved against the kernels before synthesis; simulation against the golden model:
+`tests/hw/test_hardwired.py`). Variants that are larger than a baseline are listed as measured.
+
+```sh
+{COMMAND} --slices {args.slices}
+```
+
+{body}
+""")
+
+
+if __name__ == "__main__":
+    main()
