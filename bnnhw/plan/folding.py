@@ -166,7 +166,7 @@ def check_folding(net, folding):
 def _check_hardwired(net, info, entry):
     """A ``"datapath": "hardwired"`` folding entry, normalised."""
     from ..model.layers import BinaryConv2d
-    from .hardwired import ADDER_FORMS, SHARED_FORMS
+    from .hardwired import ADDER_FORMS
     layer = info.layer
     if not isinstance(layer, BinaryConv2d):
         raise ModelError(f"layer {info.name!r}: the hardwired datapath computes binary "
@@ -201,9 +201,6 @@ def _check_hardwired(net, info, entry):
         if not isinstance(adders, str) or adders not in ADDER_FORMS:
             raise ModelError(f"layer {info.name!r}: adder form must be one of "
                              f"{', '.join(repr(a) for a in ADDER_FORMS)}, not {adders!r}")
-        if adders in SHARED_FORMS and mode is None:
-            raise ModelError(f"layer {info.name!r}: adder form {adders!r} needs a sharing "
-                             f"mode (\"sharing\" in the folding, or --share MODE)")
         vals["adders"] = adders
     return vals
 
