@@ -54,6 +54,13 @@ def test_example_hardwired(share, adders, simulator):
     for phase in r["phases"]:
         assert phase["scores"] == want.tolist(), phase["name"]
     assert set(r["phases"][0]["intervals"]) == {manifest["core"]["cycles_per_image"]}
+    if simulator == "icarus" and share == "exact":
+        # The testbench fails on one wrong expected score (shown once, kept as a check).
+        bad = want.copy()
+        bad[2, 4] ^= 1
+        stim["scores"] = bad
+        r = run(core_dir, simulator, stimulus=stim, seed=3)
+        assert not r["passed"]
 
 
 def test_build_key_has_the_sharing_mode():
