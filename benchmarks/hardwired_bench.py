@@ -126,6 +126,66 @@ def report(results, kinds, layers):
     return "\n".join(parts)
 
 
+def mvtu_rows():
+    """Per CNV layer ``(cycles/image, xc7 LUT6 of the MVTU alone, ecp5 LUT4 eq. of the layer)``
+    at FINN's folding, as measured by ``benchmarks/hw_resources.py`` (its table in
+    BENCHMARKS.md, "cnvW1A1_cifar10, FINN's folding")."""
+    from report import REPORT
+    text = REPORT.read_text() if REPORT.exists() else ""
+    start = text.find("#### cnvW1A1_cifar10, FINN's folding")
+    if start < 0:
+        return {}
+    out = {}
+    for line in text[start:].splitlines()[1:]:
+        if line.startswith("####") or line.startswith("## "):
+            break
+        cells = [c.strip().replace(",", "").rstrip("*").replace("\\", "")
+                 for c in line.strip("|").split("|")]
+        if len(cells) > 11 and cells[0] in LAYERS:
+            out[cells[0]] = (int(cells[5]), int(cells[10]), int(cells[11]))
+    return out
+
+
+def lut_cycles(results, cnv, layers):
+    """Hardwired layer vs folded MVTU in LUT-cycles per image (see the table's note)."""
+    mvtu = mvtu_rows()
+    rows = []
+    blocks = {b.name: b for b in cnv.blocks()}
+    for layer in sorted(layers):
+        if layer not in mvtu:
+            continue
+        b = blocks[layer]
+        cin = b.compute.layer.in_channels
+        pixels = b.compute.output_shape[1] * b.compute.output_shape[2]
+        cyc, x_lut, e_lut = mvtu[layer]
+        cells = [layer, f"{cyc:,}", f"{x_lut * cyc / 1e6:.1f}", f"{e_lut * cyc / 1e6:.1f}"]
+        for family in FAMILIES:
+            best = [r["luts"] for k, r in results.items()
+                    if k.startswith(f"in8/{layer}/") and k.endswith(f"/{family}") and "luts" in r]
+            if not best:
+                cells += ["-", "-"]
+                continue
+            lut = min(best) * cin // 8
+            cells += [f"{lut:,}", f"{lut * pixels / 1e6:.1f}"]
+        cells.insert(2, f"{pixels:,}")
+        rows.append(cells)
+    if not rows:
+        return ""
+    header = ["layer", "MVTU cycles/image (FINN folding)", "hardwired cycles/image",
+              "MVTU xc7 M LUT-cycles", "MVTU layer ecp5 M LUT-cycles",
+              "hardwired ecp5 LUT4 eq. (extrapolated)", "hardwired ecp5 M LUT-cycles",
+              "hardwired xc7 LUT6 (extrapolated)", "hardwired xc7 M LUT-cycles"]
+    return ("### Hardwired layer vs folded MVTU, LUT-cycles per image\n\n"
+            "MVTU: `benchmarks/hw_resources.py`'s measured table above (xc7: the MVTU alone; "
+            "ECP5: the whole layer with window and pool), times its cycles per image. "
+            "Hardwired: **an extrapolation, not a measurement**: the best `in8` variant's LUTs "
+            "times C/8 slices (the adders that sum the slices' partial counts are not "
+            "counted, so it is low), at one output pixel per cycle (the datapath's rate; "
+            "inside a core today the sliding window feeds one pixel per beat, k*k = 9 times "
+            "slower). Block RAM: the MVTU's weights sit in block RAM or LUT ROM, the "
+            "hardwired layer has none.\n\n" + markdown_table(header, rows) + "\n")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slices", default="in8")
@@ -153,7 +213,7 @@ def main(argv=None):
                         r = results[key]
                         print(f"{key}: {r.get('luts', r.get('error'))} "
                               f"({time.monotonic() - t:.0f} s)", flush=True)
-    body = report(results, kinds, layers)
+    body = report(results, kinds, layers) + "\n" + lut_cycles(results, cnv, layers)
     print(body)
     update_section("Hardwired result sharing", f"""
 Hardwired (constant-weight, fully unrolled) convolution datapath per adder form, YoWASP Yosys
