@@ -35,8 +35,9 @@ class HardwiredConv(wiring.Component):
     clip : bnnhw.model.Clip or None
     sharing : bnnhw.sharing.LayerPlan or None
         The layer's sharing plan (SPEC §9); ``None``: unshared.
-    adders : str
-        How the graph is built (:data:`bnnhw.plan.hardwired.ADDER_FORMS`).
+    adders : str or None
+        How the graph is built (:data:`bnnhw.plan.hardwired.ADDER_FORMS`); default
+        ``"auto"`` with a sharing plan, else ``"naive"``.
     ranks : sequence of int
         Pipeline register ranks, each after that many adder levels.
 
@@ -51,7 +52,7 @@ class HardwiredConv(wiring.Component):
     ``o_stream.ready`` low stalls the whole pipeline (``i_stream.ready`` follows it).
     """
 
-    def __init__(self, *, layer, threshold, clip=None, sharing=None, adders="auto", ranks=()):
+    def __init__(self, *, layer, threshold, clip=None, sharing=None, adders=None, ranks=()):
         self._build(HardwiredPlan(layer=layer, threshold=threshold, clip=clip,
                                   sharing=sharing, adders=adders, ranks=tuple(ranks)))
 

@@ -99,3 +99,15 @@ def test_cnv_slice(cnv, cnv_traces, layer, form):
             real_idx = picked[picked < real * per_map]
             flat = pack(full.reshape(-1, full.shape[-1])[real_idx])
             assert [g for g, i in zip(got, picked) if i < real * per_map] == flat
+
+
+def test_keyword_constructor(example):
+    """HardwiredConv(layer=..., threshold=...) builds the same plan as the planner."""
+    from bnnhw.hw.hardwired import HardwiredConv
+    block = example.block
+    dut = HardwiredConv(layer=block.compute.layer, threshold=block.threshold.layer,
+                        clip=block.clip.layer)
+    assert dut.plan.adders == "naive" and dut.fan_in == 144 and dut.out_channels == 32
+    picked, vectors = example.vectors(8)
+    got, _, _ = run_stream(dut, pack(vectors), len(vectors))
+    compare_beats(got, example.expected(picked), "output pixel")
