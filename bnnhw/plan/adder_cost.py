@@ -3,8 +3,8 @@
 Pure Python. The hardware of an :class:`~bnnhw.plan.adder_graph.AdderGraph` is its lowered
 form (:func:`~bnnhw.plan.adder_graph.lower`): full adders in LUTs and two-operand carry chains.
 :class:`CostModel` prices both per family, in LUT4 equivalents (ECP5: a ``CCU2C`` is two) or
-LUT6 (xc7), from the measured behaviour of Yosys (``benchmarks/sharing_hw.py`` records the
-calibration):
+LUT6 (xc7), from the measured behaviour of Yosys (calibrated by an earlier session's script, which is
+not in the repository: the figures below are its record, not reproducible here yet):
 
 * a full adder: two LUTs (sum and majority);
 * a carry chain adding two words (and a carry-in bit) into ``w`` result bits: ``w`` LUTs
@@ -108,7 +108,7 @@ class CostModel:
 
 
 _MODELS = {
-    # Measured on 32 copies of each adder, Yosys 0.70 (benchmarks/sharing_hw.py --calibrate).
+    # Measured on 32 copies of each adder, Yosys 0.70 (calibration script not in the repo).
     "ecp5": CostModel("ecp5", full_adder=2.0, lut_add_max=4,
                       lut_adders=((((1, 1), False), 2.0), (((2, 2), False), 3.0),
                                   (((2, 2), True), 5.0), (((1, 2), False), 2.0),

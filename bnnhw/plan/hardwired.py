@@ -373,7 +373,7 @@ class HardwiredPlan(StagePlan):
     def keeps(self, kind, width):
         """Whether the hardware marks a node's result ``keep`` (so that Yosys' ``alumacc``
         does not merge its adder into the next one). Tuned per family on the CNV slices
-        (``benchmarks/sharing_hw.py``): on ECP5 adders of 4 or more result bits (smaller
+        (by an earlier session, script not in the repo): on ECP5 adders of 4 or more result bits (smaller
         ones merge into their consumer, as Yosys maps adders of up to 4 bits to LUTs
         poorly), on xc7 every adder and full adder."""
         if kind == "output" or self.lowering != "chains":
