@@ -222,6 +222,10 @@ output channels, registered outputs). Lower is better; "best shared" is the smal
 sharing forms (kernels, rows, auto). Every variant computes the same outputs (the graphs are
 proved against the kernels before synthesis; simulation against the golden model:
 `tests/hw/test_hardwired.py`). Variants that are larger than a baseline are listed as measured.
+"not run": no result yet (the runs are cached; rerunning the command adds them). The `out8`
+slices (8 output channels, all input channels) can be run with `--slices out8`; one of them
+(conv5, K = 2,304, naive, ECP5) had not finished after 15 min, and with 8 output channels per
+input channel there is little to share, so `in8` slices are the measured ones.
 
 ```sh
 {COMMAND} --slices {args.slices}
