@@ -128,3 +128,35 @@ def test_share_help_lists_command(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "share" in capsys.readouterr().out
+
+
+# -- bnnhw generate --share (hardwired layers) -------------------------------------------------
+
+def test_generate_share(capsys, tmp_path):
+    import numpy as np
+    from bnnhw import golden
+    folding = tmp_path / "folding.json"
+    folding.write_text(json.dumps({"conv0": {"PE": 16, "SIMD": 1},
+                                   "conv1": {"datapath": "hardwired", "adders": "auto"},
+                                   "fc2": {"PE": 8, "SIMD": 64}, "fc3": {"PE": 10, "SIMD": 64}}))
+    code, out, err = run(capsys, "generate", EXAMPLE_MODEL, "-o", tmp_path / "gen",
+                         "--folding", folding, "--share", "approx:1")
+    assert code == 0, err
+    m = json.loads((tmp_path / "gen" / "manifest.json").read_text())
+    assert m["sharing"] == "approx:1" and m["folding"]["conv1"]["sharing"] == "approx:1"
+    assert m["core"]["layers"][1]["adders"] == "auto"
+    net = bnnhw.load_model(EXAMPLE_MODEL)
+    v = np.load(tmp_path / "gen" / "vectors.npz")
+    # The golden vectors are the approximate network's (SPEC §9), not the unshared one's.
+    plan = make_plan(net, "approx:1", layers=["conv1"])
+    assert np.array_equal(v["scores"], golden.forward(net, v["inputs"], sharing=plan))
+    assert not np.array_equal(v["scores"], golden.forward(net, v["inputs"]))
+    with pytest.raises(SystemExit) as e:
+        run(capsys, "generate", EXAMPLE_MODEL, "-o", tmp_path / "gen2", "--share", "similar:x")
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "the maximum distance must be an integer, not 'x'" in err
+    code, out, err = run(capsys, "generate", EXAMPLE_MODEL, "-o", tmp_path / "gen2",
+                         "--share", "exact")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "needs a layer with \"datapath\": \"hardwired\"" in err
+    assert not (tmp_path / "gen2").exists()

@@ -11,6 +11,17 @@ from ._common import check_output_file, load_input, load_net, positive_number, p
 __all__ = ["register"]
 
 
+def share_mode(text):
+    """``--share MODE``: checked by :func:`bnnhw.sharing.parse_mode`."""
+    import argparse
+    from ..sharing import parse_mode
+    try:
+        parse_mode(text)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def cmd_generate(args):
     from ..gen import generate
     from ..outputs import check_output_folder
@@ -19,7 +30,7 @@ def cmd_generate(args):
     check_output_folder(args.output, "generate")
     net = load_net(args.model)
     manifest = generate(net, args.output, folding=args.folding, target_fps=args.target_fps,
-                        clock_mhz=args.clock_mhz, probes=args.probes)
+                        clock_mhz=args.clock_mhz, probes=args.probes, share=args.share)
     core = manifest["core"]
     print(f"{net.name} (id {net.fingerprint()}): {Path(args.output) / manifest['verilog']}, "
           f"manifest.json, vectors.npz; {core['cycles_per_image']} cycles/image "
@@ -61,6 +72,9 @@ def register(sub):
     p.add_argument("--probes", action="store_true",
                    help="add a frame-end probe port per stage (the testbench then times "
                         "every stage)")
+    p.add_argument("--share", metavar="MODE", default=None, type=share_mode,
+                   help="result sharing of the folding's \"datapath\": \"hardwired\" layers: "
+                        "exact, similar:D or approx:D (SPEC 9; approx changes the network)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("simulate", help="scores from the generated Verilog (cocotb simulation)")

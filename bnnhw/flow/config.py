@@ -122,9 +122,10 @@ class BuildConfig:
     @classmethod
     def of(cls, net, folding=None, **kwargs):
         """The configuration of ``net`` at ``folding`` (resolved and checked here)."""
-        from ..plan.folding import load_folding
-        return cls(model=net.name, fingerprint=net.fingerprint(),
-                   folding=load_folding(net, folding), **kwargs)
+        from ..plan.folding import apply_sharing, load_folding
+        # The sharing mode lands in the hardwired layers' folding entries (checked here).
+        folding = apply_sharing(net, load_folding(net, folding), kwargs.get("sharing"))
+        return cls(model=net.name, fingerprint=net.fingerprint(), folding=folding, **kwargs)
 
     def to_json(self):
         return asdict(self)

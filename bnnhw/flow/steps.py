@@ -26,7 +26,8 @@ __all__ = ["Step", "STEPS", "ORDER", "register_step"]
 
 _MODEL = [("bnnhw", "model"), ("bnnhw", "errors.py")]
 _PLAN = _MODEL + [("bnnhw", "plan")]
-_HARDWARE = _PLAN + [("bnnhw", "hw"), ("bnnhw", "golden.py"), ("bnnhw", "gen/verilog.py")]
+_HARDWARE = _PLAN + [("bnnhw", "hw"), ("bnnhw", "golden.py"), ("bnnhw", "gen/verilog.py"),
+                     ("bnnhw", "sharing")]
 _SIM = _HARDWARE + [("bnnhw.sim", ""), ("bnnhw", "gen/cocotb_run.py"), ("bnnhw", "tools.py")]
 _FIRMWARE = _PLAN + [("bnnhw.firmware", ""), ("bnnhw", "gen/firmware.py"),
                      ("bnnhw", "golden.py"), ("bnnhw", "tools.py")]
@@ -139,7 +140,8 @@ def _generate(build):
     # foreign file) is removed rather than refused, so that the cache heals itself.
     _clear_owned(build, "core")
     manifest = generate(build.net, build.path("core"), folding=build.config.folding,
-                        clock_mhz=build.config.clock_mhz, probes=build.config.probes)
+                        clock_mhz=build.config.clock_mhz, probes=build.config.probes,
+                        share=build.config.sharing)
     core = manifest["core"]
     return {"outputs": ["core/manifest.json", f"core/{manifest['verilog']}", "core/vectors.npz"],
             "metrics": {"cycles_per_image": core["cycles_per_image"],

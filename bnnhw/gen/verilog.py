@@ -261,7 +261,7 @@ def default_vector_input(net, count=DEFAULT_VECTORS):
 
 
 def generate(net, out_dir, *, folding=None, target_fps=None, clock_mhz=100.0, inputs=None,
-             top=None, probes=False):
+             top=None, probes=False, share=None):
     """Generate the Verilog core of ``net``, its manifest and golden vectors (``bnnhw generate``).
 
     Parameters
@@ -286,6 +286,11 @@ def generate(net, out_dir, *, folding=None, target_fps=None, clock_mhz=100.0, in
     probes : bool
         Add the per-stage frame probes (:class:`~bnnhw.hw.network.NetworkCore`), listed in
         the manifest's ``core.probes``; the testbench then times every stage.
+    share : str, optional
+        Result-sharing mode (``"exact"``, ``"similar:D"``, ``"approx:D"``, SPEC §9) of the
+        folding's hardwired layers that name none (:func:`bnnhw.plan.folding.apply_sharing`).
+        The golden vectors are the shared network's (:func:`bnnhw.golden.forward` with the
+        core's sharing plan: the same scores in the exact modes).
 
     Returns
     -------
@@ -294,7 +299,8 @@ def generate(net, out_dir, *, folding=None, target_fps=None, clock_mhz=100.0, in
     """
     from .. import golden
     try:
-        from ..plan.folding import auto_folding, load_folding
+        from ..plan.core import CorePlan
+        from ..plan.folding import apply_sharing, auto_folding, load_folding
         from ..hw.network import NetworkCore
     except ImportError as e:
         raise ToolError(f"the hardware generator is not available ({e})") from None
@@ -310,11 +316,12 @@ def generate(net, out_dir, *, folding=None, target_fps=None, clock_mhz=100.0, in
         if target_fps is not None:
             folding = auto_folding(net, images_per_second=target_fps,
                                    clock_hz=clock_mhz * 1e6)
-        folding = load_folding(net, folding)
-        core = NetworkCore(net=net, folding=folding, probes=probes)
+        folding = apply_sharing(net, load_folding(net, folding), share)
+        plan = CorePlan(net, folding, probes=probes)
+        core = NetworkCore(plan=plan)
         describe = core.describe()
         x = default_vector_input(net) if inputs is None else golden.check_input(net, inputs)
-        scores = golden.forward(net, x)
+        scores = golden.forward(net, x, sharing=plan.sharing)
         beats = input_beats(x, describe["input_bytes_per_beat"],
                             describe["input_beats_per_image"])
         vectors = {"inputs": x, "input_beats": beats, "scores": scores.astype(np.int64)}
@@ -324,6 +331,7 @@ def generate(net, out_dir, *, folding=None, target_fps=None, clock_mhz=100.0, in
                       "input_shape": list(net.input_shape), "classes": list(net.classes),
                       "output_rule": net.output_rule},
             "folding": folding,
+            "sharing": None if plan.sharing is None else plan.sharing.mode,
             "core": describe,
             "clock_mhz_assumed": clock_mhz,
             "images_per_second_estimate": (clock_mhz * 1e6 / cpi) if cpi else None,

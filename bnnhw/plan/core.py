@@ -13,7 +13,14 @@ Stage chain (one stage per entry, connected stream to stream)::
       per block:  conv:  [FIFO] ─> sliding window ─> [transpose] ─> MVTU ─> [pool]
                   dense: [width converter (pixels -> chunks) or packet serializer
                           (one-beat vector -> chunks)] ─> MVTU
+                  hardwired conv: [FIFO] ─> sliding window (one pixel per beat) ─>
+                          width converter (whole window vectors) ─> hardwired datapath ─> [pool]
       last block: MVTU (scores) ─> score serializer ─> o_stream (score beats)
+
+A hardwired layer (folding ``"datapath": "hardwired"``, :mod:`bnnhw.plan.hardwired`) takes
+one whole window vector per cycle; its sliding window emits one input pixel (all channels)
+per beat, ``kh * kw`` beats per vector, so inside a core the layer runs at ``kh * kw`` cycles
+per output pixel (the window's rate), which the stage cycles report.
 """
 
 from dataclasses import dataclass
@@ -22,7 +29,8 @@ from ..errors import ModelError
 from ..limits import check_size
 from ..model.layers import BinaryConv2d, BinaryDense, MultibitConv2d
 from ..model.network import Network
-from .folding import load_folding
+from .folding import load_folding, sharing_mode
+from .hardwired import HardwiredPlan
 from .stages import (FifoPlan, InputPlan, MVTUPlan, PoolPlan, ScoresPlan, TransposePlan,
                      WidthPlan, WindowPlan, chunker_plan)
 
@@ -81,6 +89,9 @@ class CorePlan:
         first layer (see :class:`bnnhw.hw.network.NetworkCore`).
     probes : bool
         Per-stage frame-end probes (listed by :meth:`describe`).
+    sharing : bnnhw.sharing.SharingPlan or None
+        The result-sharing plan of the hardwired layers whose folding entry names a sharing
+        mode; default: :func:`bnnhw.sharing.make_plan` of those layers in that mode.
     memory : dict or None
         Per MVTU stage, how its memories are built on a device:
         ``{stage: {"weights": ((lo, width, ram_style), ...), "table": ram_style}}``
@@ -94,7 +105,7 @@ class CorePlan:
     """
 
     def __init__(self, net, folding=None, *, input_bytes_per_beat=None, window_fifo=True,
-                 probes=False, memory=None):
+                 probes=False, memory=None, sharing=None):
         if not isinstance(net, Network):
             raise TypeError(f"Network must be a bnnhw Network, not {net!r}")
         self.net = net
@@ -105,9 +116,25 @@ class CorePlan:
         blocks = net.blocks()
         if not blocks:
             raise ModelError(f"network {net.name!r} has no compute layer")
+        mode = sharing_mode(self.folding)
+        shared = [n for n, e in self.folding.items() if "sharing" in e]
+        if sharing is None and mode is not None:
+            from ..sharing import make_plan
+            sharing = make_plan(net, mode, layers=shared)
+        elif sharing is not None:
+            if mode is not None and sharing.mode != mode:
+                raise ModelError(f"the sharing plan is in mode {sharing.mode!r}, the "
+                                 f"folding's hardwired layers say {mode!r}")
+            sharing.check(net)
+            names = {lp.name for lp in sharing.layers}
+            missing = [n for n in shared if n not in names]
+            if missing:
+                raise ModelError(f"layer {missing[0]!r}: the sharing plan has no entry for it")
+        self.sharing = sharing
         # The size of what would be built, checked before any stage is planned.
         lanes = sum(self.folding[b.name]["PE"] * self.folding[b.name]["SIMD"]
-                    * getattr(b.compute.layer, "input_bits", 1) for b in blocks)
+                    * getattr(b.compute.layer, "input_bits", 1) for b in blocks
+                    if self.folding[b.name].get("datapath") != "hardwired")
         check_size("hw_lanes", lanes, f"the core of {net.name!r} at this folding "
                    f"(PE x SIMD x input bits, summed over its layers)", error=ModelError)
         c, h, w = net.input_shape
@@ -150,6 +177,9 @@ class CorePlan:
             bits = layer.input_bits if isinstance(layer, MultibitConv2d) else 1
             entry = {"name": block.name, "kind": layer.kind}
             window = fifo = None
+            if fold.get("datapath") == "hardwired":
+                width, beats = self._hardwired(block, index, fold, width, beats, add, entry)
+                continue
             if isinstance(layer, (BinaryConv2d, MultibitConv2d)):
                 cin, hin, win = block.compute.input_shape
                 kh, kw = layer.kernel
@@ -243,6 +273,70 @@ class CorePlan:
         self.stages = tuple(stages)
         self.num_classes = net.num_classes
 
+    def _hardwired(self, block, index, fold, width, beats, add, entry):
+        """The stages of a hardwired layer (module docstring); returns the stream's width and
+        beats per frame after it."""
+        layer = block.compute.layer
+        cin, hin, win = block.compute.input_shape
+        kh, kw = layer.kernel
+        if kh != kw:
+            raise ModelError(f"layer {block.name!r}: the hardware supports square kernels "
+                             f"only, not {kh}x{kw}")
+        fifo = None
+        if index > 0 and self.window_fifo:
+            fifo = FifoPlan(width=width, depth=(kh - 1) * win + kh)
+            add(f"{block.name}.fifo", fifo, beats)
+        try:
+            window = WindowPlan(channels=cin, bits=1, height=hin, width=win, kernel=kh,
+                                stride=layer.stride, pad=layer.pad, pad_value=layer.pad_value,
+                                simd=cin)
+        except (TypeError, ValueError) as e:
+            raise ModelError(f"layer {block.name!r}: {e}") from None
+        add(f"{block.name}.window", window, window.frame_beats, window.cycles_per_frame)
+        out_pixels = block.compute.output_shape[1] * block.compute.output_shape[2]
+        gather = WidthPlan(in_width=cin, out_width=layer.fan_in, total=layer.fan_in)
+        add(f"{block.name}.vectors", gather, out_pixels)
+        lp = None
+        if "sharing" in fold:
+            lp = self.sharing.layer(block.name)
+        try:
+            hw = HardwiredPlan(layer=layer, threshold=block.threshold.layer,
+                               clip=None if block.clip is None else block.clip.layer,
+                               sharing=lp, sharing_mode=fold.get("sharing"),
+                               adders=fold.get("adders"))
+        except (TypeError, ValueError) as e:
+            msg = str(e)
+            raise ModelError(msg if msg.startswith("layer ") else
+                             f"layer {block.name!r}: {msg}") from None
+        add(block.name, hw, out_pixels, out_pixels, entry)
+        width, beats = layer.out_channels, out_pixels
+        pool = None
+        if block.pool is not None:
+            pc, ph, pw = block.pool.input_shape
+            pool = PoolPlan(channels=pc, height=ph, width=pw, kernel=block.pool.layer.kernel,
+                            stride=block.pool.layer.stride)
+            add(block.pool.name, pool, pool.frame_beats)
+            width, beats = pool.channels, pool.frame_beats
+        d = hw.describe()
+        entry.update({
+            "PE": layer.out_channels, "SIMD": layer.fan_in, "K": layer.fan_in,
+            "O": layer.out_channels, "NF": 1, "SF": 1, "out_pixels": out_pixels,
+            "acc_bits": None, "weight_bits": 0, "threshold_bits": 0,
+            "memory_bits": (window.memory_bits + (pool.memory_bits if pool is not None else 0)
+                            + (fifo.memory_bits if fifo is not None else 0)),
+            "cycles_per_vector": 1,
+            "pipeline_cycles": hw.latency - 1,
+            # The window feeds one pixel per beat: kh * kw beats per vector.
+            "cycles_per_image": window.cycles_per_frame,
+            "window": window.describe(),
+            "pool": None if pool is None else {"name": block.pool.name, **pool.describe()},
+            "datapath": "hardwired", "adders": hw.adders, "sharing": fold.get("sharing"),
+            "hardwired": {k: d[k] for k in ("graph", "hardware", "latency", "cost_model",
+                                            "lowering")},
+        })
+        self.layers.append(entry)
+        return width, beats
+
     @classmethod
     def for_device(cls, net, folding=None, device=None, *, bram_budget=None, **kwargs):
         """The plan of ``net`` with its memories mapped onto ``device`` (a
@@ -314,6 +408,9 @@ class CorePlan:
             "latency_cycles_estimate": self.latency_cycles_estimate,
             "stage_cycles_per_image": self.stage_cycles,
             "folding": self.folding,
+            "sharing": None if self.sharing is None else {
+                "mode": self.sharing.mode,
+                "layers": [lp.name for lp in self.sharing.layers]},
             "layers": [dict(e) for e in self.layers],
             "probes": [{"stage": s.name, "port": f"probe__{probe_key(s.name)}",
                         "beats_per_frame": s.frame_beats}

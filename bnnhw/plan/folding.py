@@ -19,6 +19,14 @@ Rules (checked by :func:`check_folding`, errors name the layer):
   ``"kernel_popcount_rom"``, which holds its own weights) need ``"order": "chw"`` and ``SIMD``
   a multiple of ``kh * kw``. Default: ``"popcount"`` (``"dot"`` for a multi-bit layer).
 
+* a binary convolution followed by a threshold may say ``"datapath": "hardwired"``: the
+  layer fully unrolled with constant weights (:class:`bnnhw.plan.hardwired.HardwiredPlan`),
+  all ``O`` outputs of a whole ``K``-bit window per cycle, so ``PE`` and ``SIMD`` are ``O``
+  and ``K`` (they may be omitted, and are filled in); optional ``"adders"`` (a key of
+  :data:`bnnhw.plan.hardwired.ADDER_FORMS`) and ``"sharing"`` (a result-sharing mode,
+  ``"exact"``, ``"similar:D"``, ``"approx:D"``; SPEC §9). Every hardwired layer that shares
+  uses the same mode (one sharing plan per core).
+
 Cycles of one layer per image: ``ceil(O / PE) * ceil(K / SIMD) * H_out * W_out`` (the MVTU
 computes one output pixel per vector).
 """
@@ -31,7 +39,11 @@ from ..model.schema import strict_json
 from ..model.layers import COMPUTE_TYPES, BinaryDense, MultibitConv2d
 
 __all__ = ["load_folding", "check_folding", "default_folding", "auto_folding",
-           "layer_cycles", "folding_cycles", "pe_limit"]
+           "layer_cycles", "folding_cycles", "pe_limit", "apply_sharing", "sharing_mode",
+           "DATAPATHS"]
+
+#: The datapaths of a compute layer: ``"mvtu"`` (folded, default) and ``"hardwired"``.
+DATAPATHS = ("mvtu", "hardwired")
 
 
 def _compute_infos(net):
@@ -100,9 +112,21 @@ def check_folding(net, folding):
         if not isinstance(entry, dict):
             raise ModelError(f"layer {info.name!r}: folding must be {{'PE': int, 'SIMD': int}}, "
                              f"not {entry!r}")
-        extra = sorted(set(entry) - {"PE", "SIMD", "order", "stage"})
+        extra = sorted(set(entry) - {"PE", "SIMD", "order", "stage", "datapath", "adders",
+                                     "sharing"})
         if extra:
             raise ModelError(f"layer {info.name!r}: unknown folding key {extra[0]!r}")
+        datapath = entry.get("datapath", "mvtu")
+        if not isinstance(datapath, str) or datapath not in DATAPATHS:
+            raise ModelError(f"layer {info.name!r}: datapath must be 'mvtu' or 'hardwired', "
+                             f"not {datapath!r}")
+        if datapath == "hardwired":
+            out[info.name] = _check_hardwired(net, info, entry)
+            continue
+        for key in ("adders", "sharing"):
+            if key in entry:
+                raise ModelError(f"layer {info.name!r}: folding key {key!r} is for "
+                                 f"\"datapath\": \"hardwired\" layers")
         order = entry.get("order", "hwc")
         if not isinstance(order, str) or order not in ORDERS:
             raise ModelError(f"layer {info.name!r}: folding order must be 'hwc' or 'chw', "
@@ -136,6 +160,81 @@ def check_folding(net, folding):
         if "stage" in entry:
             vals["stage"] = _check_stage(info, entry["stage"], order, vals["SIMD"])
         out[info.name] = vals
+    return out
+
+
+def _check_hardwired(net, info, entry):
+    """A ``"datapath": "hardwired"`` folding entry, normalised."""
+    from ..model.layers import BinaryConv2d
+    from .hardwired import ADDER_FORMS
+    layer = info.layer
+    if not isinstance(layer, BinaryConv2d):
+        raise ModelError(f"layer {info.name!r}: the hardwired datapath computes binary "
+                         f"convolutions, not a {layer.kind} layer")
+    blocks = net.blocks()
+    block = next(b for b in blocks if b.name == info.name)
+    if block.threshold is None or block.name == blocks[-1].name:
+        raise ModelError(f"layer {info.name!r}: the hardwired datapath needs a layer "
+                         f"followed by a threshold, before the last layer")
+    for key in ("order", "stage"):
+        if key in entry:
+            raise ModelError(f"layer {info.name!r}: folding key {key!r} is for the MVTU "
+                             f"datapath, not a hardwired layer")
+    for key, full in (("PE", layer.out_channels), ("SIMD", layer.fan_in)):
+        v = entry.get(key, full)
+        if isinstance(v, bool) or not isinstance(v, int) or v != full:
+            raise ModelError(f"layer {info.name!r}: a hardwired layer computes all "
+                             f"{layer.out_channels} outputs of its whole {layer.fan_in}-bit "
+                             f"window per cycle: {key} must be {full} (or left out), not {v!r}")
+    vals = {"PE": layer.out_channels, "SIMD": layer.fan_in, "datapath": "hardwired"}
+    mode = entry.get("sharing")
+    if mode is not None:
+        from ..errors import InputError
+        from ..sharing import parse_mode
+        try:
+            parse_mode(mode)
+        except InputError as e:
+            raise ModelError(f"layer {info.name!r}: {e}") from None
+        vals["sharing"] = mode
+    if "adders" in entry:
+        adders = entry["adders"]
+        if not isinstance(adders, str) or adders not in ADDER_FORMS:
+            raise ModelError(f"layer {info.name!r}: adder form must be one of "
+                             f"{', '.join(repr(a) for a in ADDER_FORMS)}, not {adders!r}")
+        vals["adders"] = adders
+    return vals
+
+
+def sharing_mode(folding):
+    """The one result-sharing mode of a checked folding's hardwired layers, or ``None``.
+
+    Raises :class:`~bnnhw.errors.ModelError` when two layers name different modes.
+    """
+    modes = {name: e["sharing"] for name, e in folding.items() if "sharing" in e}
+    if len(set(modes.values())) > 1:
+        (a, ma), (b, mb) = sorted(modes.items())[:2]
+        raise ModelError(f"hardwired layers share in one mode per core: layer {a!r} says "
+                         f"{ma!r}, layer {b!r} says {mb!r}")
+    return next(iter(modes.values()), None)
+
+
+def apply_sharing(net, folding, mode):
+    """``folding`` (checked) with sharing ``mode`` on every hardwired layer that names none
+    (``bnnhw generate --share MODE``). Raises :class:`~bnnhw.errors.ModelError` when no layer
+    is hardwired or a layer names another mode."""
+    if mode is None:
+        return folding
+    hard = [n for n, e in folding.items() if e.get("datapath") == "hardwired"]
+    if not hard:
+        raise ModelError(f"--share {mode} needs a layer with \"datapath\": \"hardwired\" "
+                         f"in the folding (none of {net.name!r}'s layers is hardwired)")
+    out = {n: dict(e) for n, e in folding.items()}
+    for n in hard:
+        out[n].setdefault("sharing", mode)
+    out = check_folding(net, out)
+    if sharing_mode(out) != mode:
+        raise ModelError(f"--share {mode}: the folding's hardwired layers already share "
+                         f"in mode {sharing_mode(out)!r}")
     return out
 
 
@@ -203,7 +302,9 @@ def load_folding(net, folding=None):
         except UnicodeDecodeError:
             raise ModelError(f"folding file {str(path)!r} is not text") from None
         folding = strict_json(text, f"folding file {str(path)!r}")
-    return check_folding(net, folding)
+    folding = check_folding(net, folding)
+    sharing_mode(folding)
+    return folding
 
 
 def auto_folding(net, *, images_per_second, clock_hz):

@@ -1,0 +1,145 @@
+"""The hardwired datapath's plan (bnnhw.plan.hardwired): every adder form's graph, proved by
+AdderGraph.check and evaluated on real window vectors, against the golden model (with the
+sharing plan, and for exact modes also unshared) on the example model and on slices of every
+CNV conv layer. The simulated hardware: tests/hw/test_hardwired.py."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import bnnhw
+from bnnhw.examples import EXAMPLE_MODEL, digits_split
+from bnnhw.plan.adder_graph import AdderGraph, Term
+from bnnhw.plan.hardwired import ADDER_FORMS, HardwiredPlan, conv_slice, hardwired_plan
+from bnnhw.sharing import make_plan
+
+from support.hardwired import UNSHARED_FORMS, Case, cnv_maps, cnv_slice_case
+
+MODES = ("exact", "similar:1", "similar:2", "approx:1")
+
+
+@pytest.fixture(scope="module")
+def example():
+    net = bnnhw.load_model(EXAMPLE_MODEL)
+    return Case(net, "conv1", digits_split()[2][:3])
+
+
+@pytest.fixture(scope="module")
+def cnv_traces(cnv):
+    return cnv_maps(cnv)
+
+
+def forms_of(mode):
+    return [f for f in ADDER_FORMS if mode == "exact" or f not in UNSHARED_FORMS]
+
+
+def check_case(case, mode, forms, count=None, full=None):
+    plan = make_plan(case.net, mode)
+    picked, vectors = case.vectors(count)
+    want = case.expected(picked, sharing=plan)
+    if mode != "approx:1":
+        # Exact modes: the shared golden model is the unshared network bit for bit.
+        assert want == case.expected(picked)
+        if full is not None:
+            assert want == full(picked)
+    for form in forms:
+        hp = hardwired_plan(case.net, case.layer,
+                            sharing=None if form in UNSHARED_FORMS else plan, adders=form)
+        got = hp.reference(vectors)
+        assert got == want, f"{case.layer} {mode} {form}"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_example_every_form(example, mode):
+    check_case(example, mode, forms_of(mode))
+
+
+def _full(tr, layer, thr, real, outputs):
+    """The full CNV's unshared threshold output at the picked windows of the real maps."""
+    from support.hardwired import pack
+    bits = np.moveaxis(tr[thr][:, list(outputs)], 1, -1)
+    flat = bits.reshape(-1, bits.shape[-1])
+
+    def get(picked):
+        assert picked.max() < len(flat)
+        return pack(flat[picked])
+    return get
+
+
+@pytest.mark.parametrize("layer", ["conv1", pytest.param("conv2", marks=pytest.mark.slow),
+                                   pytest.param("conv3", marks=pytest.mark.slow),
+                                   pytest.param("conv4", marks=pytest.mark.slow),
+                                   pytest.param("conv5", marks=pytest.mark.slow)])
+def test_cnv_slices_every_form(cnv, cnv_traces, layer):
+    maps, tr = cnv_traces
+    outputs = range(8, 16)
+    case, _ = cnv_slice_case(cnv, maps, layer, outputs, random_maps=0)
+    thr = case.block.threshold.layer.name
+    full = _full(tr, layer, thr, None, outputs)
+    for mode in ("exact", "similar:1", "approx:1"):
+        # The cross-channel form's greedy pairing takes a minute on the big layers.
+        forms = [f for f in forms_of(mode) if f != "cse" or layer == "conv1"]
+        check_case(case, mode, forms, count=64, full=full)
+
+
+def test_corrupted_expectation_fails(example):
+    """The comparison above sees one wrong bit."""
+    plan = make_plan(example.net, "similar:1")
+    picked, vectors = example.vectors(16)
+    want = example.expected(picked, sharing=plan)
+    got = hardwired_plan(example.net, "conv1", sharing=plan, adders="auto").reference(vectors)
+    assert got == want
+    bad = list(want)
+    bad[5] ^= 1 << 17
+    assert got != bad
+
+
+def test_check_rejects_a_wrong_graph(example):
+    """AdderGraph.check proves the function: one term's inversion flipped is caught."""
+    plan = make_plan(example.net, "exact")
+    hp = hardwired_plan(example.net, "conv1", sharing=plan, adders="kernels")
+    g = hp.graph
+    from bnnhw.model.packing import conv_weight_rows
+    rows = conv_weight_rows(hp.effective_weight, "hwc")
+    g.check(rows)
+    i = next(i for i, k in enumerate(g.kinds) if k == "kernel")
+    terms = list(g.sums[i])
+    terms[0] = dataclasses.replace(terms[0], invert=not terms[0].invert)
+    sums = list(g.sums)
+    sums[i] = tuple(terms)
+    bad = AdderGraph(g.inputs, sums, g.outputs, g.kinds)
+    with pytest.raises(ValueError, match="coefficient of input"):
+        bad.check(rows)
+
+
+def test_graph_errors():
+    with pytest.raises(ValueError, match="not an earlier node"):
+        AdderGraph(2, [[Term(0), Term(2)]], [2])
+    with pytest.raises(ValueError, match="has no terms"):
+        AdderGraph(2, [[]], [2])
+
+
+def test_plan_errors(example, cnv):
+    block = example.block
+    conv, thr = block.compute.layer, block.threshold.layer
+    with pytest.raises(ValueError, match="needs a sharing plan"):
+        HardwiredPlan(layer=conv, threshold=thr, adders="kernels")
+    with pytest.raises(ValueError, match="Adder form must be .naive.*not .fast."):
+        HardwiredPlan(layer=conv, threshold=thr, adders="fast")
+    other = make_plan(conv_slice(cnv, "conv1", range(4)), "exact").layer("conv1")
+    with pytest.raises(ValueError, match="sharing plan is for layer"):
+        HardwiredPlan(layer=conv, threshold=thr, sharing=other)
+    with pytest.raises(ValueError, match="is not a binary convolution"):
+        conv_slice(cnv, "fc6", range(8))
+    with pytest.raises(ValueError, match="output channels must be in 0..63"):
+        conv_slice(cnv, "conv1", [60, 64])
+
+
+def test_describe_and_figures(example):
+    plan = make_plan(example.net, "similar:1")
+    hp = hardwired_plan(example.net, "conv1", sharing=plan, adders="auto", ranks=(3,))
+    d = hp.describe()
+    assert d["kind"] == "hardwired" and d["adders"] == "auto" and d["sharing"] == "similar:1"
+    assert d["K"] == 144 and d["O"] == 32 and d["latency"] == 2 and d["cycles_per_vector"] == 1
+    assert d["graph"]["outputs"] == 32
