@@ -7,7 +7,7 @@ synthesis, place and route, bitstream; cached in the build root) and, unless ``-
 "Boards" section of BENCHMARKS.md.
 
     .venv/bin/python benchmarks/boards_bench.py [--models example,lfc,cnv] [--boards ...]
-        [--freq ulx3s=75] [--target-fps cnv=9150,lfc=195000]
+        [--freq ulx3s=75,cnv:ulx3s=75] [--target-fps cnv=9150,lfc=195000] [--cached-only]
 """
 
 import argparse
@@ -117,8 +117,16 @@ def render(rows, command, other):
     for r in rows:
         e = r.get("estimate", {})
         if "report" not in r:
-            table.append([r["name"], r["board"], "-", "-", "-", "-", "-", "-", "-",
-                          "-", f"not built: {r.get('refused') or r.get('not_built')}"])
+            if e and not r.get("refused"):
+                # Fits by the estimate but not built: the estimate in the columns, marked.
+                ips = r["freq"] * 1e6 / r["cycles_per_image"]
+                table.append([r["name"], r["board"], f"{e['lut']:,} (est.)",
+                              f"{e['ff']:,} (est.)", f"{e['bram']} (est.)",
+                              f"{r['freq']:.1f}", "-", f"{ips:,.0f} (plan)", "-", "-",
+                              f"not built: {r.get('not_built')}"])
+            else:
+                table.append([r["name"], r["board"], "-", "-", "-", "-", "-", "-", "-",
+                              "-", f"not built: {r.get('refused') or r.get('not_built')}"])
             continue
         rep = r["report"]
         u = rep["utilization"]
@@ -156,8 +164,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--boards", default=",".join(BOARDS))
-    ap.add_argument("--freq", default="", help="per board MHz, e.g. ulx3s=75")
-    ap.add_argument("--target-fps", default="", help="per model, e.g. cnv=9150")
+    ap.add_argument("--freq", default="",
+                    help="MHz per board or per model:board, e.g. ulx3s=75,cnv:ulx3s=75")
+    ap.add_argument("--target-fps", default="",
+                    help="images/s per model or model:board, e.g. cnv=9150")
     ap.add_argument("--no-compare", action="store_true")
     ap.add_argument("--cached-only", action="store_true",
                     help="report only builds already in the build root (no new P&R)")
@@ -168,7 +178,8 @@ def main():
     rows = []
     for key in args.models.split(","):
         for board in args.boards.split(","):
-            r = one(key, board, freq.get(board), fps.get(key), not args.no_compare,
+            r = one(key, board, freq.get(f"{key}:{board}", freq.get(board)),
+                    fps.get(f"{key}:{board}", fps.get(key)), not args.no_compare,
                     args.cached_only)
             rows.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "report"}), flush=True)
