@@ -45,6 +45,10 @@ def kv(text, conv=float):
     return out
 
 
+def dev_family(board):
+    return device(BOARDS[board]["device"]).family
+
+
 def _cached(build, board, row):
     """The recorded bitstream step's report (and a compare.json made for the same build), read
     without running anything; ``row["stale"]`` when the sources changed since it was built."""
@@ -54,6 +58,15 @@ def _cached(build, board, row):
     path = build.path("board", "board_report.json")
     if not rec or not path.exists():
         row["not_built"] = "--cached-only: no recorded build in the build root"
+        stat = build.path("board", "synth_stat.json")
+        if stat.exists():
+            # An attempt that stopped after synthesis (place and route failed or was stopped).
+            from bnnhw.boards.bitstream import synth_counts
+            cells = json.loads(stat.read_text())["design"]["num_cells_by_type"]
+            n = synth_counts(dev_family(board), cells)
+            row["not_built"] = (f"no bitstream: synthesized {n['lut']:,} LUT4 eq., "
+                                f"{n['ff']:,} FF, {n['bram']} BRAM, then place and route "
+                                f"did not finish (notes)")
         return row
     row["report"] = json.loads(path.read_text())
     row["seconds"] = row["report"]["seconds"]
