@@ -7,14 +7,12 @@ synthesis, place and route, bitstream; cached in the build root) and, unless ``-
 "Boards" section of BENCHMARKS.md.
 
     .venv/bin/python benchmarks/boards_bench.py [--models example,lfc,cnv] [--boards ...]
-        [--freq ulx3s=75] [--target-fps cnv=9150,lfc=195000]
+        [--freq ulx3s=75,cnv:ulx3s=75] [--target-fps cnv=9150,lfc=195000] [--cached-only]
 """
 
 import argparse
 import json
-import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -47,6 +45,49 @@ def kv(text, conv=float):
     return out
 
 
+def dev_family(board):
+    return device(BOARDS[board]["device"]).family
+
+
+def _cached(build, board, row):
+    """The recorded bitstream step's report (and a compare.json made for the same build), read
+    without running anything; ``row["stale"]`` when the sources changed since it was built."""
+    from bnnhw.flow.config import build_root, source_digest
+    from bnnhw.flow.steps import STEPS
+    rec = build.record()["steps"].get(f"bitstream:{board}")
+    path = build.path("board", "board_report.json")
+    if not rec or not path.exists():
+        row["not_built"] = "--cached-only: no recorded build in the build root"
+        stat = build.path("board", "synth_stat.json")
+        if stat.exists():
+            # An attempt that stopped after synthesis (place and route failed or was stopped).
+            from bnnhw.boards.bitstream import synth_counts
+            cells = json.loads(stat.read_text())["design"]["num_cells_by_type"]
+            n = synth_counts(dev_family(board), cells)
+            row["not_built"] = (f"no bitstream: synthesized {n['lut']:,} LUT4 eq., "
+                                f"{n['ff']:,} FF, {n['bram']} BRAM, then place and route "
+                                f"did not finish (notes)")
+        return row
+    row["report"] = json.loads(path.read_text())
+    row["seconds"] = row["report"]["seconds"]
+    row["built"] = rec.get("finished")
+    if rec["inputs"].get("sources") != source_digest(STEPS["bitstream"].sources):
+        row["stale"] = True
+    # `bnnhw compare MODEL --board B` writes <build root>/compare/<model>-<board>/ by default.
+    cmp = build_root() / "compare" / f"{build.net.name}-{board}" / "compare.json"
+    if cmp.exists():
+        c = json.loads(cmp.read_text())
+        f = c.get("fpga", {})
+        same = (c.get("fingerprint") == build.net.fingerprint() and c.get("board") == board
+                and f.get("build_folder") == str(build.folder))
+        if same:
+            row["compare"] = {"cpu_us": c["cpu"]["total_us"], "cpu_build": c["cpu"]["build"],
+                              "fpga_us": f["latency_us"],
+                              "ratio": c["ratio_latency_cpu_over_fpga"], "plot": str(
+                                  cmp.with_name("compare.png"))}
+    return row
+
+
 def one(key, board, freq, fps, do_compare, build_only_cached):
     net = bnnhw.load_model(MODELS[key])
     spec = BOARDS[board]
@@ -60,17 +101,15 @@ def one(key, board, freq, fps, do_compare, build_only_cached):
         plan, mm = CorePlan.for_device(net, folding, dev)
         est = estimate(plan, dev, memory_map=mm)
         row["estimate"] = {k: est[k] for k in ("lut", "ff", "bram")}
+        row["cycles_per_image"] = plan.cycles_per_image
         bad = over(est, dev)
         if bad:
             row["refused"] = ", ".join(f"{k.upper()} {n:,} needed / {a:,}" for k, n, a in bad)
             return row
         build = Build.of(net, folding, board=board, clock_mhz=float(freq))
-        rec = build.record()["steps"].get(f"bitstream:{board}")
-        if build_only_cached and not rec:
-            row["not_built"] = "not built in this run (--cached-only)"
-            return row
-        t = time.monotonic()
-        rec = build.run("bitstream")
+        if build_only_cached:
+            return _cached(build, board, row)
+        build.run("bitstream")
         row["report"] = json.loads(build.path("board", "board_report.json").read_text())
         row["seconds"] = row["report"]["seconds"]
         if do_compare:
@@ -81,7 +120,6 @@ def one(key, board, freq, fps, do_compare, build_only_cached):
                               "fpga_us": r["fpga"]["latency_us"],
                               "ratio": r["ratio_latency_cpu_over_fpga"],
                               "plot": str(out / "compare.png")}
-        del t
     except BnnhwError as e:
         row["refused"] = str(e)
     return row
@@ -92,8 +130,16 @@ def render(rows, command, other):
     for r in rows:
         e = r.get("estimate", {})
         if "report" not in r:
-            table.append([r["name"], r["board"], "-", "-", "-", "-", "-", "-", "-",
-                          "-", f"not built: {r.get('refused') or r.get('not_built')}"])
+            if e and not r.get("refused"):
+                # Fits by the estimate but not built: the estimate in the columns, marked.
+                ips = r["freq"] * 1e6 / r["cycles_per_image"]
+                table.append([r["name"], r["board"], f"{e['lut']:,} (est.)",
+                              f"{e['ff']:,} (est.)", f"{e['bram']} (est.)",
+                              f"{r['freq']:.1f}", "-", f"{ips:,.0f} (plan)", "-", "-",
+                              f"not built: {r.get('not_built')}"])
+            else:
+                table.append([r["name"], r["board"], "-", "-", "-", "-", "-", "-", "-",
+                              "-", f"not built: {r.get('refused') or r.get('not_built')}"])
             continue
         rep = r["report"]
         u = rep["utilization"]
@@ -107,8 +153,9 @@ def render(rows, command, other):
             f"{rep['clock_mhz']:.1f}", f"{rep['fmax_mhz']} ({'met' if rep['timing_met'] else 'NOT met'})",
             f"{rep['images_per_second']:,.0f}",
             f"{c['fpga_us']:,.1f} (sim)" if c else f"{rep['latency_us_estimate']:,} (est.)",
-            f"{c['ratio']:.2f}x" if c else "-",
-            f"{rep['seconds']:.0f} s; estimate error LUT {err['lut']:+.0f} %, "
+            f"{c['ratio']:.3g}x" if c else "-",
+            f"{rep['seconds']:.0f} s{' †' if r.get('stale') else ''}; estimate error LUT "
+            f"{err['lut']:+.0f} %, "
             f"FF {err['ff']:+.0f} %, BRAM {bram_err}"])
     body = [f"Command: `{command}`  ",
             "Whole network + UART wrapper + PLL placed and routed as one design with YoWASP "
@@ -130,8 +177,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--boards", default=",".join(BOARDS))
-    ap.add_argument("--freq", default="", help="per board MHz, e.g. ulx3s=75")
-    ap.add_argument("--target-fps", default="", help="per model, e.g. cnv=9150")
+    ap.add_argument("--freq", default="",
+                    help="MHz per board or per model:board, e.g. ulx3s=75,cnv:ulx3s=75")
+    ap.add_argument("--target-fps", default="",
+                    help="images/s per model or model:board, e.g. cnv=9150")
     ap.add_argument("--no-compare", action="store_true")
     ap.add_argument("--cached-only", action="store_true",
                     help="report only builds already in the build root (no new P&R)")
@@ -142,11 +191,27 @@ def main():
     rows = []
     for key in args.models.split(","):
         for board in args.boards.split(","):
-            r = one(key, board, freq.get(board), fps.get(key), not args.no_compare,
+            r = one(key, board, freq.get(f"{key}:{board}", freq.get(board)),
+                    fps.get(f"{key}:{board}", fps.get(key)), not args.no_compare,
                     args.cached_only)
             rows.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "report"}), flush=True)
-    cmd = ".venv/bin/python benchmarks/boards_bench.py " + " ".join(sys.argv[1:])
+    # The notes are the lines under the table; the command names them, not their text.
+    argv, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if a == "--note":
+            skip = True
+            continue
+        argv.append(a)
+    cmd = ".venv/bin/python benchmarks/boards_bench.py " + " ".join(argv) + \
+        (" --note ... (the notes below)" if args.note else "")
+    if any(r.get("stale") for r in rows):
+        args.note.append("†: built (and its report read) before a later change of the "
+                         "flow's sources; --cached-only reads recorded reports, it never "
+                         "rebuilds")
     load = Path("/proc/loadavg").read_text().split()[0]
     text = render(rows, cmd.strip(), [f"- {n}" for n in args.note]
                   + [f"- load average at the end of the run: {load} (2 cores, shared with "

@@ -6,7 +6,8 @@ the logic (per family, coefficients below) and the memory map
 refuses a design whose estimate exceeds the device, naming every resource with its numbers;
 the board build calls it before synthesis, and again with the synthesized counts before place
 and route. :func:`search_folding` picks the cheapest folding that reaches an image rate and
-fits a device, or says what the device reaches at most.
+fits a device (trying faster foldings when the fewest lanes do not fit), or names the fastest
+folding it found that fits.
 
 Cost model (LUT4s and FFs; the constants were fitted to Yosys 0.70 synthesis of the MVTUs of
 LFC and CNV, see BENCHMARKS.md "Hardware resources"; every board build reports the error of
@@ -137,13 +138,50 @@ def _plan_and_estimate(net, folding, device):
     return plan, estimate(plan, device, memory_map=mm)
 
 
+def _ladder(lo, hi):
+    """Cycle budgets in ``[lo, hi]`` worth trying: powers of two and 1.5 x powers of two
+    (block RAM depths, where a memory's cost steps) and a ladder 2^(1/4) apart."""
+    out = set()
+    b = 1
+    while b <= hi:
+        out.update(x for x in (b, 3 * b // 2) if lo <= x <= hi)
+        b *= 2
+    x = float(hi)
+    while x >= lo:
+        out.add(int(x))
+        x /= 2 ** 0.25
+    return sorted(out)
+
+
+def _share(est, device):
+    """The largest share of any resource of ``device`` that ``est`` uses (the binding one)."""
+    avail = device.available()
+    return max((est.get(k, 0) or 0) / avail[k] for k in ("lut", "ff", "bram", "dsp")
+               if avail[k])
+
+
+def _lane_luts(plan, device):
+    """A lower bound of the plan's LUTs: its MVTUs' XNOR/popcount lanes alone (they only grow
+    as the cycle budget shrinks)."""
+    from .stages import MVTUPlan
+    c = COEFFICIENTS[device.family]
+    return c["lut_lane"] * sum(s.plan.pe * s.plan.simd * s.plan.in_bits for s in plan.stages
+                               if isinstance(s.plan, MVTUPlan))
+
+
 def search_folding(net, device, *, images_per_second, clock_hz):
     """The cheapest folding that reaches ``images_per_second`` at ``clock_hz`` and fits.
 
     :func:`bnnhw.plan.folding.auto_folding` gives, per layer, the fewest lanes that meet the
-    rate; its memories are mapped onto ``device`` and the whole is estimated. When it does not
-    fit (or the rate is out of reach even fully unfolded), the highest rate that still fits is
-    found by bisection and named in the :class:`FitError`.
+    rate; its memories are mapped onto ``device`` and the whole is estimated. When that does not
+    fit, faster foldings are tried too (the foldings for cycle budgets below the rate's: block
+    RAM depths and a ladder 2^(1/4) apart), because fewer lanes are not always cheaper: a
+    budget just over a block RAM depth (564 cycles against 512) doubles the block RAMs of every
+    weight memory, and memories that then no longer fit move into logic. Of those that fit and
+    reach the rate, the one using the smallest share of its binding resource is returned. When
+    none does, the folding for the smallest budget that fits is found (ladder upwards, then
+    bisection between the last budget that did not fit and the first that did) and its rate
+    named in the :class:`FitError`.
 
     Returns
     -------
@@ -151,36 +189,68 @@ def search_folding(net, device, *, images_per_second, clock_hz):
     """
     from .folding import auto_folding
 
-    def attempt(rate):
-        try:
-            fold = auto_folding(net, images_per_second=rate, clock_hz=clock_hz)
-        except ModelError:
-            return None
-        plan, est = _plan_and_estimate(net, fold, device)
-        return (fold, plan, est) if not over(est, device) else (fold, plan, est, "over")
+    seen = {}
 
-    got = attempt(images_per_second)
-    if got is not None and len(got) == 3:
-        return got
-    # Bisection on the rate: the folding's cost grows with it.
-    lo, hi = 0.0, float(images_per_second)
+    def attempt(budget):
+        """(fold, plan, est, fits) for the folding of ``budget`` cycles per image, or None."""
+        try:
+            # +0.5: auto_folding floors clock/rate, which must give ``budget`` exactly.
+            fold = auto_folding(net, images_per_second=clock_hz / (budget + 0.5),
+                                clock_hz=clock_hz)
+            key = tuple(sorted((k, v["PE"], v["SIMD"]) for k, v in fold.items()))
+            if key not in seen:
+                plan, est = _plan_and_estimate(net, fold, device)
+                seen[key] = (fold, plan, est, not over(est, device))
+        except ModelError:
+            # Out of reach, or past the generator's size limits (bnnhw.limits): too large.
+            return None
+        return seen[key]
+
+    target = math.floor(clock_hz / images_per_second)
+    got = attempt(target) if target >= 1 else None
+    if got is not None and got[3]:
+        return got[:3]
+    if got is not None:
+        fitting = []
+        for budget in reversed(_ladder(1, target - 1)):
+            r = attempt(budget)
+            if r is None or _lane_luts(r[1], device) > device.luts:
+                break          # out of reach, or too many lanes, from here down
+            if r[3]:
+                fitting.append(r)
+        if fitting:
+            best = min(fitting, key=lambda r: (_share(r[2], device), r[2]["lut"]))
+            return best[:3]
+    # Nothing reaches the rate and fits: the smallest budget above it that fits. The fewest
+    # lanes of all (an unbounded budget) bound the search: when they do not fit, nothing does.
     best = None
-    for _ in range(30):
-        mid = (lo + hi) / 2 if lo else hi / 2
-        r = attempt(mid)
-        if r is not None and len(r) == 3:
-            lo, best = mid, r
-        else:
-            hi = mid
-        if lo and hi - lo < max(1.0, 0.005 * lo):
-            break
+    slowest = attempt(10 ** 12)
+    if slowest is not None and slowest[3]:
+        cap = slowest[1].cycles_per_image
+        last_bad = budget = max(target, 1)
+        while best is None:
+            budget = min(cap, max(budget + 1, int(budget * 2 ** 0.25)))
+            r = attempt(budget)
+            if r is not None and r[3]:
+                best = (budget, r)
+            else:
+                last_bad = budget
+        lo, hi = last_bad, best[0]
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            r = attempt(mid)
+            if r is not None and r[3]:
+                hi, best = mid, (mid, r)
+            else:
+                lo = mid
     why = "is out of reach of any folding" if got is None else \
         "does not fit: " + ", ".join(f"{k.upper()} {n:,} needed, {a:,} available"
-                                     for k, n, a in over(got[2], device))
+                                     for k, n, a in over(got[2], device)) + \
+        ", nor does any faster folding"
     if best is None:
         raise FitError(f"{images_per_second:,.0f} images/s at {clock_hz / 1e6:g} MHz {why}; "
                        f"no folding of {net.name!r} fits the {device.name}")
-    reach = best[1].cycles_per_image
+    reach = best[1][1].cycles_per_image
     raise FitError(f"{images_per_second:,.0f} images/s at {clock_hz / 1e6:g} MHz {why}; the "
-                   f"{device.name} reaches at most {math.floor(clock_hz / reach):,} images/s "
-                   f"({reach:,} cycles per image) with a folding that fits")
+                   f"fastest folding found that fits the {device.name} reaches "
+                   f"{math.floor(clock_hz / reach):,} images/s ({reach:,} cycles per image)")
