@@ -146,3 +146,20 @@ def test_concurrent_builds_share_one_folder(tmp_path):
     assert build.run("generate")["skipped"]
     leftovers = [p.name for p in build.folder.rglob("*") if ".tmp" in p.name]
     assert leftovers == []
+
+
+def test_build_root_option_lasts_one_command(tmp_path, monkeypatch):
+    """``bnnhw --build-root`` reaches the command (and its children) through the environment,
+    and ``main()`` called as a library restores the caller's value afterwards."""
+    import os
+
+    from bnnhw.cli import main
+    from support.data import BNN_PYNQ
+    monkeypatch.setenv("BNNHW_BUILD_ROOT", str(tmp_path / "callers"))
+    assert main(["--build-root", str(tmp_path / "other"), "info",
+                 str(BNN_PYNQ / "lfcW1A1_mnist.npz")]) == 0
+    assert os.environ["BNNHW_BUILD_ROOT"] == str(tmp_path / "callers")
+    monkeypatch.delenv("BNNHW_BUILD_ROOT")
+    assert main(["--build-root", str(tmp_path / "other"), "info",
+                 str(BNN_PYNQ / "lfcW1A1_mnist.npz")]) == 0
+    assert "BNNHW_BUILD_ROOT" not in os.environ

@@ -74,10 +74,13 @@ def main(argv=None):
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ..flow.config import ROOT_VARIABLE
+    previous_root = os.environ.get(ROOT_VARIABLE)
     try:
         with handle_signals():
             if args.build_root is not None:
-                from ..flow.config import ROOT_VARIABLE, build_root
+                from ..flow.config import build_root
+                # Through the environment, so that the tools and children see it too.
                 os.environ[ROOT_VARIABLE] = str(build_root(args.build_root))
             args.func(args)
     except BnnhwError as e:
@@ -105,4 +108,10 @@ def main(argv=None):
         print(f"bnnhw: internal error: {type(e).__name__}: {' '.join(str(e).split())} "
               f"(set BNNHW_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        # main() is also a library call (tests, the demo): --build-root lasts one command.
+        if previous_root is None:
+            os.environ.pop(ROOT_VARIABLE, None)
+        else:
+            os.environ[ROOT_VARIABLE] = previous_root
     return 0
