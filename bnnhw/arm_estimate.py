@@ -190,15 +190,6 @@ def _layer_block(mca, info, mcpu):
     return cyc, n, f"1 px x 16 ch, {nw} words"
 
 
-def _bench_args(info):
-    from .model.layers import BinaryDense, MultibitConv2d
-    layer = info.layer
-    if isinstance(layer, BinaryDense):
-        return ["bconv", layer.fan_in, 1, 1, layer.out_channels, 1, 1, 1, 0, 1]
-    c, h, w = info.input_shape
-    kh, kw = layer.kernel
-    op = "mbconv" if isinstance(layer, MultibitConv2d) else "bconv"
-    return [op, c, h, w, layer.out_channels, kh, kw, layer.stride, layer.pad, layer.pad_value]
 
 
 def _counts(net, work, insns, root):
@@ -225,7 +216,7 @@ def _counts(net, work, insns, root):
     layers = {}
     for info in net.infos:
         if isinstance(info.layer, COMPUTE_TYPES):
-            shape = list(map(str, _bench_args(info)))
+            shape = list(map(str, fw.bench_args(info)))
             layers[info.name] = (insns.total(bench, ["-k", "neon", "-c", "-r", "1", *shape])
                                  - insns.total(bench, ["-k", "neon", "-c", "-r", "0", *shape]))
     _COUNTS[key] = (counts[1] - counts[0], layers)

@@ -112,15 +112,6 @@ def _bench_binary(out, impl, cflags):
     return build_bench(out, target="host", impl=impl, extra_cflags=cflags)
 
 
-def _bench_args(info):
-    from .model.layers import BinaryDense, MultibitConv2d
-    layer = info.layer
-    if isinstance(layer, BinaryDense):
-        return ["bconv", layer.fan_in, 1, 1, layer.out_channels, 1, 1, 1, 0, 1]
-    c, h, w = info.input_shape
-    kh, kw = layer.kernel
-    op = "mbconv" if isinstance(layer, MultibitConv2d) else "bconv"
-    return [op, c, h, w, layer.out_channels, kh, kw, layer.stride, layer.pad, layer.pad_value]
 
 
 def cpu_latency(net, *, repeats=11, work=None):
@@ -159,7 +150,7 @@ def cpu_latency(net, *, repeats=11, work=None):
     for info in net.infos:
         if not isinstance(info.layer, COMPUTE_TYPES):
             continue
-        args = ["-k", b["kernel"], "-r", str(repeats), *map(str, _bench_args(info))]
+        args = ["-k", b["kernel"], "-r", str(repeats), *map(str, fw.bench_args(info))]
         proc = subprocess.run([str(bench), *args], capture_output=True, text=True)
         m = re.search(r"ns_median ([0-9.]+)", proc.stdout)
         if proc.returncode or not m:

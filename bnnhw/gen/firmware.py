@@ -40,7 +40,7 @@ from ..tools import C_COMPILERS, EMULATORS, require
 
 __all__ = ["TARGETS", "KERNELS", "firmware_dir", "header_text", "generate", "generate_folder",
            "build_runner", "run", "c_string", "run_runner", "write_input", "read_scores",
-           "check_target", "host_runner", "runner_kernels", "chosen_kernel", "build_bench"]
+           "check_target", "host_runner", "runner_kernels", "chosen_kernel", "build_bench", "bench_args"]
 
 #: Targets: C compiler, extra make variables, emulator (None: runs natively).
 TARGETS = {target: {"cc": cc, "package": package, "emulator": EMULATORS.get(target)}
@@ -584,3 +584,17 @@ def build_bench(out_dir, *, target="host", impl="neon", extra_cflags=""):
         args.append(f"EXTRA_CFLAGS={extra_cflags}")
     _make(args + ["bench"], cwd)
     return build_dir / "bnn_bench"
+
+
+def bench_args(info):
+    """``bnn_bench``'s arguments for one compute layer (a :class:`~bnnhw.model.LayerInfo` of a
+    binary dense, binary or multi-bit convolution): ``op C H W O KH KW stride pad pad_value``;
+    a dense layer is a 1x1 convolution over its fan-in."""
+    from ..model.layers import BinaryDense, MultibitConv2d
+    layer = info.layer
+    if isinstance(layer, BinaryDense):
+        return ["bconv", layer.fan_in, 1, 1, layer.out_channels, 1, 1, 1, 0, 1]
+    c, h, w = info.input_shape
+    kh, kw = layer.kernel
+    op = "mbconv" if isinstance(layer, MultibitConv2d) else "bconv"
+    return [op, c, h, w, layer.out_channels, kh, kw, layer.stride, layer.pad, layer.pad_value]
