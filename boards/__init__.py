@@ -39,9 +39,12 @@ BOARDS = {
         "default_mhz": 50,
         "pll": True,
         "tools": ("YOSYS", "NEXTPNR_ECP5", "ECPPACK"),
+        # router1 (nextpnr's default) did not converge on CNV's 211k arcs in 10 minutes
+        # (re-queued arcs as fast as it routed them); router2 did (BENCHMARKS, Boards).
+        "nextpnr_extra": "--router router2",
         "bitstream": "top.bit",
     },
-    # Gowin GW1NR-9 through YoWASP's legacy nextpnr-gowin and Apicula's gowin_pack: no PLL
+    # Gowin GW1NR-9 through YoWASP's nextpnr-himbaechel-gowin and Apicula's gowin_pack: no PLL
     # (the design runs at the board's 27 MHz; --freq only sets the timing target) and no
     # block RAM (the device lists none, so every memory is LUT RAM or logic).
     "tangnano9k": {

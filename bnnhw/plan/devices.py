@@ -11,8 +11,9 @@ a read-only or simple dual-port memory:
   pseudo-dual-port ``PDPW16KD``, 512x36;
 * iCE40 ``SB_RAM40_4K`` (4 kbit): 2048x2, 1024x4, 512x8, 256x16;
 * Gowin: ``SDPB`` 18 kbit block RAM exists in the silicon, but the legacy ``nextpnr-gowin``
-  that YoWASP ships (0.7) cannot place it, so the Gowin device counts none and every memory
-  goes to LUT RAM or logic.
+  (YoWASP 0.7) could not place it; the board is now built with nextpnr-himbaechel, which can,
+  but its block-RAM mapping has not been verified here, so the Gowin device still counts none
+  and every memory goes to LUT RAM or logic (``synth_gowin -nobram``).
 
 LUT RAM: ECP5 ``TRELLIS_DPR16X4`` (16 x 4 bits, the four LUT4s of two slices), Gowin
 ``RAM16SDP4`` (16 x 4); iCE40 has none.
@@ -86,10 +87,11 @@ DEVICES = {
                         {"lut": ("TRELLIS_COMB",), "ff": ("TRELLIS_FF",),
                          "bram": ("DP16KD",), "dsp": ("MULT18X18D",),
                          "io": ("TRELLIS_IO",)}),
-    # GW1NR-9 (Tang Nano 9K): 8,640 LUT4, 6,480 FF; block RAM unusable here (see above).
+    # GW1NR-9 (Tang Nano 9K): 8,640 LUT4, 6,480 FF; block RAM not used (see above). nextpnr-
+    # himbaechel reports carry cells (ALU) apart from LUT4 bels.
     "gw1nr-9": Device("gw1nr-9", "gowin", 8640, 6480, 0, 0,
-                      {"lut": ("SLICE",), "ff": ("SLICE",), "bram": (), "dsp": (),
-                       "io": ("IOB",)}),
+                      {"lut": ("LUT4",), "ff": ("DFF",), "bram": ("BSRAM",),
+                       "dsp": ("MULT18X18",), "io": ("IOB",)}),
 }
 
 
