@@ -5,7 +5,7 @@ import pytest
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
-from bnnhw.hw.pe import ChunkDot, ChunkPopcount, XnorPopcountPE
+from bnnhw.hw.pe import ChunkDot, ChunkPopcount, KernelPopcount, XnorPopcountPE
 
 from support.streams import StreamDriver, StreamMonitor, compare_beats, run_streams
 
@@ -145,3 +145,17 @@ def test_chunk_stage_corrupted_expectation_fails(run, args):
         bad[case][lane] ^= 1
         with pytest.raises(AssertionError, match=f"^case {case}: got"):
             compare_beats(got, bad, "case")
+
+
+@pytest.mark.parametrize("make", [lambda: ChunkPopcount(pe=2, simd=96),
+                                  lambda: KernelPopcount(pe=2, simd=18, kernel_elements=9)])
+def test_popcount_leaves_are_single_bit_xnors(make):
+    # A wide XNOR sliced into leaves makes Yosys' `check` quadratic in the width (YoWASP Yosys
+    # ran out of memory on the whole LFC); every XNOR must stay one bit wide.
+    import re
+
+    from amaranth.back import rtlil
+    text = rtlil.convert(make())
+    widths = [int(w) for w in re.findall(r"cell \$xor \S+\n(?:\s+parameter .*\n)*?"
+                                         r"\s+parameter \\Y_WIDTH (\d+)", text)]
+    assert widths and max(widths) == 1, sorted(set(widths))
