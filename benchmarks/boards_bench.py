@@ -158,10 +158,12 @@ def render(rows, command, other):
             f"{err['lut']:+.0f} %, "
             f"FF {err['ff']:+.0f} %, BRAM {bram_err}"])
     body = [f"Command: `{command}`  ",
-            "Whole network + UART wrapper + PLL placed and routed as one design with YoWASP "
-            "(Yosys 0.70, nextpnr-ice40/-ecp5 0.11, legacy nextpnr-gowin 0.7 + Apicula). "
-            "LUT = ICESTORM_LC / TRELLIS_COMB / Gowin SLICE placed; Fmax from nextpnr's "
-            "report for the PLL's clock; images/s at the design clock from the plan's cycles per "
+            "Whole network + UART wrapper + clock (PLL on the iCEBreaker and ULX3S, the 27 MHz "
+            "oscillator on the Tang Nano 9K) placed and routed as one design with YoWASP "
+            "(Yosys 0.70, nextpnr-ice40/-ecp5 0.11 (ECP5 with router2), "
+            "nextpnr-himbaechel-gowin 0.11 + Apicula). "
+            "LUT = ICESTORM_LC / TRELLIS_COMB / Gowin LUT4 bels placed (Gowin carry cells "
+            "apart); Fmax from nextpnr's report for the design clock; images/s at the design clock from the plan's cycles per "
             "image; latency: simulated (cocotb + Verilator, first input beat to last score) "
             "when compared, else the plan's upper estimate; CPU vs FPGA: `bnnhw compare` "
             "(host CPU, fastest host firmware build, one image). Estimate error = (estimate - "
