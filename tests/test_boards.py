@@ -4,6 +4,7 @@ tests/sim/test_board_top.py.)"""
 
 import os
 import pty
+import time
 import tty
 
 import numpy as np
@@ -117,6 +118,11 @@ def test_client_against_software_board(example):
             info = client.query()
             assert info["model_id"] == example.fingerprint()
             scores = client.run(example, x)
+            # The board thread counts an image after writing its scores, so the client can
+            # have them all a moment before the count (seen once under load).
+            deadline = time.monotonic() + 5
+            while board.images < 20 and time.monotonic() < deadline:
+                time.sleep(0.01)
     finally:
         board.stop()
         for fd in fds:
