@@ -81,11 +81,19 @@ def _cached(build, board, row):
         same = (c.get("fingerprint") == build.net.fingerprint() and c.get("board") == board
                 and f.get("build_folder") == str(build.folder))
         if same:
-            row["compare"] = {"cpu_us": c["cpu"]["total_us"], "cpu_build": c["cpu"]["build"],
-                              "fpga_us": f["latency_us"],
-                              "ratio": c["ratio_latency_cpu_over_fpga"], "plot": str(
-                                  cmp.with_name("compare.png"))}
+            row["compare"] = _compare_row(c, cmp.with_name("compare.png"))
     return row
+
+
+def _compare_row(c, plot):
+    """CPU and FPGA single-image latency of a compare result; the FPGA at its Fmax when it
+    misses timing at the design clock (it cannot run faster)."""
+    f = c["fpga"]
+    at_fmax = not f["timing_met"] and f.get("latency_us_at_fmax")
+    fpga_us = f["latency_us_at_fmax"] if at_fmax else f["latency_us"]
+    return {"cpu_us": c["cpu"]["total_us"], "cpu_build": c["cpu"]["build"],
+            "fpga_us": fpga_us, "at_fmax": bool(at_fmax),
+            "ratio": c["cpu"]["total_us"] / fpga_us, "plot": str(plot)}
 
 
 def one(key, board, freq, fps, do_compare, build_only_cached):
@@ -116,10 +124,7 @@ def one(key, board, freq, fps, do_compare, build_only_cached):
             from bnnhw.compare import compare
             out = build.path("compare")
             r = compare(net, board, out, folding=folding, freq_mhz=freq)
-            row["compare"] = {"cpu_us": r["cpu"]["total_us"], "cpu_build": r["cpu"]["build"],
-                              "fpga_us": r["fpga"]["latency_us"],
-                              "ratio": r["ratio_latency_cpu_over_fpga"],
-                              "plot": str(out / "compare.png")}
+            row["compare"] = _compare_row(r, out / "compare.png")
     except BnnhwError as e:
         row["refused"] = str(e)
     return row
@@ -151,8 +156,11 @@ def render(rows, command, other):
             f"{u['lut']['used']:,}/{u['lut']['available']:,}",
             f"{u['ff']['used']:,}", f"{u['bram']['used']}/{u['bram']['available']}",
             f"{rep['clock_mhz']:.1f}", f"{rep['fmax_mhz']} ({'met' if rep['timing_met'] else 'NOT met'})",
-            f"{rep['images_per_second']:,.0f}",
-            f"{c['fpga_us']:,.1f} (sim)" if c else f"{rep['latency_us_estimate']:,} (est.)",
+            (f"{rep['images_per_second']:,.0f}" if rep["timing_met"] or not rep["fmax_mhz"]
+             else f"{rep['images_per_second']:,.0f} at the clock, "
+                  f"{rep['fmax_mhz'] * 1e6 / rep['cycles_per_image']:,.0f} at Fmax"),
+            (f"{c['fpga_us']:,.1f} (sim{', at Fmax' if c['at_fmax'] else ''})" if c
+             else f"{rep['latency_us_estimate']:,} (est.)"),
             f"{c['ratio']:.3g}x" if c else "-",
             f"{rep['seconds']:.0f} s{' †' if r.get('stale') else ''}; estimate error LUT "
             f"{err['lut']:+.0f} %, "
