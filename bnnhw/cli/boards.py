@@ -163,6 +163,11 @@ def cmd_compare(args):
           f"{f['latency_us']:,.1f} µs at {f['clock_mhz']:.1f} MHz "
           f"({r['ratio_latency_cpu_over_fpga']:.2f}x); throughput FPGA "
           f"{f['images_per_second']:,.0f} images/s vs CPU {1e6 / c['total_us']:,.0f}")
+    if not f["timing_met"] and f["fmax_mhz"]:
+        print(f"  timing NOT met at {f['clock_mhz']:.1f} MHz: at its Fmax {f['fmax_mhz']} MHz "
+              f"the FPGA takes {f['latency_us_at_fmax']:,.1f} µs "
+              f"({r['ratio_latency_cpu_over_fpga_at_fmax']:.2f}x), "
+              f"{f['images_per_second_at_fmax']:,.0f} images/s")
     for name, col in r["extra_columns"].items():
         print(f"  {name}: {col['total_us']:,.1f} µs/image")
     if r["asic"] is None:
