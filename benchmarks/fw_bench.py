@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 import bnnhw  # noqa: E402
 from bnnhw.gen import firmware as fw  # noqa: E402
-from bnnhw.model import BinaryConv2d, BinaryDense, MultibitConv2d  # noqa: E402
+from bnnhw.model import BinaryDense, MultibitConv2d  # noqa: E402
 from report import SHARED_DATA, markdown_table, update_section  # noqa: E402
 
 FIRMWARE = ROOT / "firmware"
@@ -271,17 +271,6 @@ class Lce:
         self.proc.stdin.write("quit\n")
         self.proc.stdin.close()
         self.proc.wait()
-
-
-def layer_args(info):
-    """bnn_bench arguments for one compute layer of a network."""
-    layer = info.layer
-    if isinstance(layer, BinaryDense):
-        return ["bconv", layer.fan_in, 1, 1, layer.out_channels, 1, 1, 1, 0, 1]
-    c, h, w = info.input_shape
-    kh, kw = layer.kernel
-    op = "mbconv" if isinstance(layer, MultibitConv2d) else "bconv"
-    return [op, c, h, w, layer.out_channels, kh, kw, layer.stride, layer.pad, layer.pad_value]
 
 
 def fmt_m(n):
@@ -545,7 +534,7 @@ def main():
         est_tot = dict.fromkeys(CLOCKS, 0.0)
         for block in net.blocks():
             info = block.compute
-            la = [str(a) for a in layer_args(info)]
+            la = [str(a) for a in fw.bench_args(info)]
             vals = [insns.per_call(b["a64"], la)]
             rounds = [[host_ns(binary, ["-k", kern, *la], R) for _, binary, kern, _ in host_cols]
                       for _ in range(3)]

@@ -42,6 +42,21 @@ def probe_key(stage_name):
     return stage_name.replace(".", "_")
 
 
+def _pool_plan(block):
+    """The plan of the pooling after ``block``'s compute layer, or ``None``."""
+    if block.pool is None:
+        return None
+    pc, ph, pw = block.pool.input_shape
+    return PoolPlan(channels=pc, height=ph, width=pw, kernel=block.pool.layer.kernel,
+                    stride=block.pool.layer.stride)
+
+
+def _layer_error(name, e):
+    """A plan's ``TypeError``/``ValueError`` as a :class:`ModelError` naming the layer."""
+    msg = str(e)
+    return ModelError(msg if msg.startswith("layer ") else f"layer {name!r}: {msg}")
+
+
 @dataclass(frozen=True, eq=False)
 class Stage:
     """One stage of the chain: its name, plan, output beats per frame and cycles per frame.
@@ -234,18 +249,12 @@ class CorePlan:
                                 rule=net.output_rule if last else None,
                                 input_order=order, stage=fold.get("stage"))
             except (TypeError, ValueError) as e:
-                msg = str(e)
-                if not msg.startswith("layer "):
-                    msg = f"layer {block.name!r}: {msg}"
-                raise ModelError(msg) from None
+                raise _layer_error(block.name, e) from None
             add(block.name, mvtu, out_pixels, mvtu.cycles_per_vector * out_pixels, entry)
             width = mvtu.out_width
             beats = out_pixels
-            pool = None
-            if block.pool is not None:
-                pc, ph, pw = block.pool.input_shape
-                pool = PoolPlan(channels=pc, height=ph, width=pw, kernel=block.pool.layer.kernel,
-                                stride=block.pool.layer.stride)
+            pool = _pool_plan(block)
+            if pool is not None:
                 add(block.pool.name, pool, pool.frame_beats)
                 width, beats = pool.channels, pool.frame_beats
             entry.update({
@@ -305,16 +314,11 @@ class CorePlan:
                                sharing=lp, sharing_mode=fold.get("sharing"),
                                adders=fold.get("adders"))
         except (TypeError, ValueError) as e:
-            msg = str(e)
-            raise ModelError(msg if msg.startswith("layer ") else
-                             f"layer {block.name!r}: {msg}") from None
+            raise _layer_error(block.name, e) from None
         add(block.name, hw, out_pixels, out_pixels, entry)
         width, beats = layer.out_channels, out_pixels
-        pool = None
-        if block.pool is not None:
-            pc, ph, pw = block.pool.input_shape
-            pool = PoolPlan(channels=pc, height=ph, width=pw, kernel=block.pool.layer.kernel,
-                            stride=block.pool.layer.stride)
+        pool = _pool_plan(block)
+        if pool is not None:
             add(block.pool.name, pool, pool.frame_beats)
             width, beats = pool.channels, pool.frame_beats
         d = hw.describe()
