@@ -25,18 +25,22 @@ Run (niced, one Yosys at a time)::
 """
 
 import argparse
+import dataclasses
 import json
+import os
 import sys
 import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bnnhw  # noqa: E402
 from bnnhw.errors import ToolError  # noqa: E402
 from bnnhw.flow import build_root  # noqa: E402
-from bnnhw.gen import resources  # noqa: E402
+from bnnhw.gen import asic, resources  # noqa: E402
+from bnnhw.gen.verilog import to_rtlil  # noqa: E402
 from bnnhw.plan.hardwired import conv_slice, hardwired_plan  # noqa: E402
 from bnnhw.sharing import make_plan  # noqa: E402
 from report import SHARED_DATA, markdown_table, update_section  # noqa: E402
@@ -47,17 +51,21 @@ OUT = build_root() / "benchmarks" / "hardwired"
 CACHE = OUT / "cache"
 RESULTS = OUT / "results.json"
 COMMAND = "nice -n 10 .venv/bin/python benchmarks/hardwired_bench.py"
-FAMILIES = {"ecp5": "lut4_equiv", "xc7": "lut"}
+FAMILIES = {"ecp5": "lut4_equiv", "xc7": "lut", "osu018": "area_um2"}
+UNITS = {"ecp5": "LUT4 eq.", "xc7": "LUT6", "osu018": "um² of OSU 0.18 um cells"}
 #: (label, adder form, sharing mode or None)
 VARIANTS = (("naive", "naive", None), ("grouped", "grouped", None),
             ("kernels/exact", "kernels", "exact"), ("rows", "rows", None),
-            ("auto/similar:1", "auto", "similar:1"))
+            ("auto/similar:1", "auto", "similar:1"), ("cse/exact", "cse", "exact"),
+            ("cse/similar:1", "cse", "similar:1"))
 LAYERS = ("conv1", "conv5", "conv3", "conv2", "conv4")
 
 
 def slice_net(cnv, layer, kind):
     if kind == "in8":
         return conv_slice(cnv, layer, inputs=range(8))
+    if kind == "all":
+        return conv_slice(cnv, layer)
     return conv_slice(cnv, layer, outputs=range(8))
 
 
@@ -66,25 +74,76 @@ def load(path):
 
 
 def save(results):
+    """Write ``results`` merged into the file (runs for different families may share it)."""
+    import fcntl
     OUT.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
-    tmp.replace(RESULTS)
+    with open(OUT / "results.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        merged = load(RESULTS)
+        merged.update(results)
+        results.update(merged)
+        tmp = RESULTS.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(merged, indent=1, sort_keys=True))
+        tmp.replace(RESULTS)
+
+
+def with_lowering(variant, lowering):
+    """``variant`` elaborated with another :data:`~bnnhw.plan.hardwired.LOWERINGS` entry
+    (label ``"form@lowering"``; the default, ``"chains"``, keeps the plain label)."""
+    label, form, mode = variant[:3]
+    if lowering == "chains":
+        return variant
+    return (f"{label}@{lowering}", form, mode, lowering)
+
+
+#: The output-sum floor: the slice with only four kernels per input channel (two of the
+#: layer's own and their inverses, one of them at random for every output channel), built
+#: like ``grouped``. What it costs is the per-output-channel sums and compares, which no
+#: sharing of kernels within a channel can remove.
+FLOOR = ("floor", "grouped", None)
+
+
+def floor_weight(weight, seed=0):
+    """``[O, C, kh, kw]`` weights with every ``(o, c)`` kernel one of ``+-weight[0, c]``,
+    ``+-weight[1, c]`` (at random), so that output channels stay distinct."""
+    rng = np.random.default_rng(seed)
+    o, c = weight.shape[:2]
+    pick = rng.integers(0, 2, (o, c))
+    sign = rng.choice(np.array([-1, 1], weight.dtype), (o, c))
+    base = weight[pick, np.arange(c)[None, :]]
+    return (base * sign[:, :, None, None]).astype(weight.dtype)
 
 
 def measure(cnv, layer, kind, variant, family, timeout):
-    label, form, mode = variant
+    label, form, mode = variant[:3]
+    lowering = variant[3] if len(variant) > 3 else None
     net = slice_net(cnv, layer, kind)
     plan = make_plan(net, mode) if mode else None
-    hp = hardwired_plan(net, layer, sharing=plan, adders=form, family=family)
+    # The ASIC flow's graphs are chosen by ECP5's cost model; lowered to full adders and
+    # two-operand adders as for the FPGAs (as plain multi-operand sums, Yosys + ABC had not
+    # mapped conv1's naive slice to the cells after 9 min; grouped took 15 s either way).
+    hp = hardwired_plan(net, layer, sharing=plan, adders=form,
+                        family="ecp5" if family == "osu018" else family,
+                        lowering=lowering or "chains")
+    if label == "floor":
+        hp = dataclasses.replace(hp, layer=dataclasses.replace(
+            hp.layer, weight=floor_weight(np.asarray(hp.layer.weight))))
     stats = hp.graph.stats()
     start = time.monotonic()
     try:
-        r = resources.synthesize(hp.create(), family, timeout=timeout, cache_dir=CACHE)
+        if family == "osu018":
+            r = asic.synthesize_stage(to_rtlil(hp.create(), "top"), asic.find_library(family),
+                                      module="hardwired", cache_dir=CACHE / "osu018",
+                                      timeout=timeout)
+            total = {k: r[k] for k in ("area_um2", "cell_count", "flip_flops")}
+            total["area_um2"] = round(total["area_um2"])
+        else:
+            r = resources.synthesize(hp.create(), family, timeout=timeout, cache_dir=CACHE)
+            total = r["total"]
     except ToolError as e:
         return {"error": str(e)[:300], "seconds": round(time.monotonic() - start, 1),
                 "graph": stats}
-    return {"luts": r["total"][FAMILIES[family]], "total": r["total"],
+    return {"luts": total[FAMILIES[family]], "total": total,
             "seconds": r.get("seconds"), "graph": stats}
 
 
@@ -98,11 +157,15 @@ def report(results, kinds, layers):
     parts = []
     for kind in kinds:
         what = {"in8": "input channels 0-7, all output channels (zero thresholds)",
-                "out8": "output channels 0-7, all input channels (real thresholds)"}[kind]
+                "out8": "output channels 0-7, all input channels (real thresholds)",
+                "all": "the whole layer (real thresholds)"}[kind]
         parts.append(f"### Slices `{kind}`: {what}\n")
         for family, unit in FAMILIES.items():
+            if not any(k.startswith(f"{kind}/") and k.endswith(f"/{family}") for k in results):
+                continue
             header = ["layer", "K x O"] + [v[0] for v in VARIANTS] + \
-                     ["best shared vs grouped", "best shared vs naive"]
+                     ["best shared vs grouped", "best shared vs naive",
+                      "output-sum floor", "kernel part removed"]
             rows = []
             for layer in sorted(layers):
                 cells, vals = [], {}
@@ -120,10 +183,53 @@ def report(results, kinds, layers):
                     cells.append(str(r["luts"]))
                 shared = {k: x for k, x in vals.items() if k not in ("naive", "grouped")}
                 best = min(shared.values()) if shared else None
-                rows.append([layer, shape, *cells, fmt_pct(best, vals.get("grouped")),
-                             fmt_pct(best, vals.get("naive"))])
-            parts.append(f"{family} ({unit}):\n\n" + markdown_table(header, rows) + "\n")
+                fl = results.get(f"{kind}/{layer}/floor/{family}", {}).get("luts")
+                grouped = vals.get("grouped")
+                kernel_cut = "-"
+                if fl is not None and grouped is not None and best is not None \
+                        and grouped > fl:
+                    kernel_cut = f"{100.0 * (grouped - best) / (grouped - fl):.0f} %"
+                rows.append([layer, shape, *cells, fmt_pct(best, grouped),
+                             fmt_pct(best, vals.get("naive")),
+                             "-" if fl is None else str(fl), kernel_cut])
+            parts.append(f"{family} ({UNITS[family]}, `{unit}`):\n\n"
+                         + markdown_table(header, rows) + "\n")
     return "\n".join(parts)
+
+
+def lowerings_table(results):
+    """Every variant measured in more than one lowering, per slice, layer and family."""
+    from bnnhw.plan.hardwired import LOWERINGS
+    groups = {}
+    for key, r in results.items():
+        kind, layer, *label, family = key.split("/")
+        label = "/".join(label)
+        base, _, lowering = label.partition("@")
+        groups.setdefault((kind, layer, family), {}).setdefault(base, {})[
+            lowering or "chains"] = r
+    rows = []
+    for (kind, layer, family), forms in sorted(groups.items()):
+        if not any(len(by) > 1 for by in forms.values()):
+            continue
+        for base, by in forms.items():
+            if len(by) < 2:
+                continue
+            cells = []
+            for lw in LOWERINGS:
+                r = by.get(lw)
+                cells.append("-" if r is None else
+                             f"failed ({r['seconds']:.0f} s)" if "error" in r else
+                             f"{r['luts']:,}")
+            rows.append([f"{kind}/{layer}", family, base, *cells])
+    if not rows:
+        return ""
+    return ("### Lowerings tried\n\nThe same graphs elaborated three ways "
+            "(`bnnhw.plan.hardwired.LOWERINGS`): `chains` (full adders in LUTs, two-operand "
+            "carry chains, intermediate results kept), `csa` (each sum node a carry-save tree "
+            "of kept full adders and one chain), `yosys` (each sum node one multi-operand `+`, "
+            "Yosys' `alumacc` and ABC choose). `chains` is the smallest on every form and "
+            "family measured, and is what the tables above use.\n\n"
+            + markdown_table(["slice", "family", "variant", *LOWERINGS], rows) + "\n")
 
 
 def mvtu_rows():
@@ -159,9 +265,9 @@ def lut_cycles(results, cnv, layers):
         pixels = b.compute.output_shape[1] * b.compute.output_shape[2]
         cyc, x_lut, e_lut = mvtu[layer]
         cells = [layer, f"{cyc:,}", f"{x_lut * cyc / 1e6:.1f}", f"{e_lut * cyc / 1e6:.1f}"]
-        for family in FAMILIES:
-            best = [r["luts"] for k, r in results.items()
-                    if k.startswith(f"in8/{layer}/") and k.endswith(f"/{family}") and "luts" in r]
+        for family in ("ecp5", "xc7"):
+            best = [results[f"in8/{layer}/{v[0]}/{family}"]["luts"] for v in VARIANTS
+                    if "luts" in results.get(f"in8/{layer}/{v[0]}/{family}", {})]
             if not best:
                 cells += ["-", "-"]
                 continue
@@ -192,20 +298,29 @@ def main(argv=None):
     ap.add_argument("--layers", default=",".join(LAYERS))
     ap.add_argument("--families", default="ecp5,xc7")
     ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--variants", default=None,
+                    help="comma-separated variant labels to run (default: all)")
+    ap.add_argument("--lowerings", default="chains",
+                    help="comma-separated lowerings (chains, csa, yosys) to run each variant in")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args(argv)
     kinds = args.slices.split(",")
     layers = args.layers.split(",")
     families = args.families.split(",")
+    lowerings = args.lowerings.split(",")
     cnv = bnnhw.load_model(SHARED_DATA / "bnn-pynq" / "cnvW1A1_cifar10.npz")
     results = load(RESULTS)
     if not args.report_only:
         for kind in kinds:
             for layer in layers:
                 for family in families:
-                    for v in VARIANTS:
+                    todo = [with_lowering(v, lw) for lw in lowerings for v in VARIANTS]
+                    if family != "osu018":
+                        todo.append(FLOOR)
+                    for v in todo:
                         key = f"{kind}/{layer}/{v[0]}/{family}"
-                        if key in results:
+                        if key in results or (args.variants and
+                                              v[0] not in args.variants.split(",")):
                             continue
                         t = time.monotonic()
                         results[key] = measure(cnv, layer, kind, v, family, args.timeout)
@@ -213,22 +328,44 @@ def main(argv=None):
                         r = results[key]
                         print(f"{key}: {r.get('luts', r.get('error'))} "
                               f"({time.monotonic() - t:.0f} s)", flush=True)
-    body = report(results, kinds, layers) + "\n" + lut_cycles(results, cnv, layers)
+    body = (report(results, kinds, layers) + "\n" + lowerings_table(results)
+            + "\n" + lut_cycles(results, cnv, layers))
     print(body)
     update_section("Hardwired result sharing", f"""
-Hardwired (constant-weight, fully unrolled) convolution datapath per adder form, YoWASP Yosys
-out of context, at equal throughput (every variant: one whole window vector per cycle, all
-output channels, registered outputs). Lower is better; "best shared" is the smallest of the
-sharing forms (kernels, rows, auto). Every variant computes the same outputs (the graphs are
-proved against the kernels before synthesis; simulation against the golden model:
-`tests/hw/test_hardwired.py`). Variants that are larger than a baseline are listed as measured.
-"not run": no result yet (the runs are cached; rerunning the command adds them). The `out8`
-slices (8 output channels, all input channels) can be run with `--slices out8`; one of them
-(conv5, K = 2,304, naive, ECP5) had not finished after 15 min, and with 8 output channels per
-input channel there is little to share, so `in8` slices are the measured ones.
+Hardwired (constant-weight, fully unrolled) convolution datapath per adder form, synthesized
+out of context with YoWASP Yosys (ECP5: `synth_ecp5`, LUT4 equivalents = LUT4 + 2 x CCU2C;
+xc7: `synth_xilinx`, LUT6, CARRY4 not counted) and on the OSU 0.18 um standard cells
+(`bnnhw.gen.asic`, Yosys + ABC, cell area), at equal throughput: every variant takes one whole
+window vector per cycle and gives all output channels, registered. Lower is better. "best
+shared" is the smallest sharing form (kernels, rows, auto, cse). Every variant computes the
+same outputs: the graphs are proved against the kernels for all inputs before synthesis
+(`AdderGraph.check`), and simulation compares the hardware with the golden model
+(`tests/hw/test_hardwired.py`, `tests/hw/test_hardwired_core.py`, cocotb: `tests/sim/test_hardwired_sim.py`). Variants larger than a
+baseline are listed as measured. "failed (N s)": Yosys did not finish within the timeout.
+
+"output-sum floor": the same slice with only four kernels per input channel (two of the
+layer's, and their inverses, one picked at random per output channel), built as `grouped`:
+the per-output-channel sums and compares, which no sharing of kernels within a channel
+removes. "kernel part removed": (grouped - best shared) / (grouped - floor), the share of the
+kernel popcounts' LUTs that sharing saved.
+
+Variants: `naive` and `grouped` are the two unshared baselines (one popcount per output
+channel over all K bits; a popcount per 2-D kernel, summed). `kernels/exact`: the exact plan's
+repeated and inverse kernels computed once per input channel (inverses as complements, the
+constants in the thresholds). `rows`: kernel rows shared per channel (a row popcount per row
+class), kernels read by two or more outputs as nodes. `auto/similar:1`: per kernel class the
+cheapest of rows / own node / derived from a kernel at Hamming distance 1 with an exact
+correction, chosen by the cost model. `cse/*`: `auto` followed by greedy two-term common
+subexpressions across input channels (da4ml's idea). The `in8` slices are 8-channel slices of
+every CNV conv layer (input channels 0-7, all output channels: where sharing between output
+channels can act); `all` is a whole layer. The `out8` slices (8 output channels, all input
+channels) share almost nothing and one of them (conv5, K = 2,304, naive, ECP5) had not
+finished after 15 min in an earlier session, so they are not in the tables.
 
 ```sh
-{COMMAND} --slices {args.slices}
+{COMMAND} --slices in8 --families ecp5,xc7,osu018
+{COMMAND} --slices all --layers conv1 --timeout 1200
+{COMMAND} --slices in8 --layers conv1 --lowerings chains,csa,yosys
 ```
 
 {body}

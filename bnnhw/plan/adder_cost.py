@@ -3,13 +3,13 @@
 Pure Python. The hardware of an :class:`~bnnhw.plan.adder_graph.AdderGraph` is its lowered
 form (:func:`~bnnhw.plan.adder_graph.lower`): full adders in LUTs and two-operand carry chains.
 :class:`CostModel` prices both per family, in LUT4 equivalents (ECP5: a ``CCU2C`` is two) or
-LUT6 (xc7), from the measured behaviour of Yosys (calibrated by an earlier session's script, which is
-not in the repository: the figures below are its record, not reproducible here yet):
+LUT6 (xc7), from the measured behaviour of Yosys (``benchmarks/adder_calibration.py``
+synthesizes each adder and prints the measured figures next to these):
 
 * a full adder: two LUTs (sum and majority);
-* a carry chain adding two words (and a carry-in bit) into ``w`` result bits: ``w`` LUTs
-  (xc7: one LUT per bit in front of ``CARRY4``) or ``2 * ceil(w / 2)`` LUT4 equivalents
-  (ECP5: a ``CCU2C`` per two bits);
+* a carry chain adding two words (and a carry-in bit) into ``w`` result bits: on xc7 one LUT
+  per bit of the narrower word in front of ``CARRY4`` (the wider word's upper bits need
+  none), on ECP5 ``2 * ceil(w / 2)`` LUT4 equivalents (a ``CCU2C`` per two bits);
 * ECP5 only: an inverted word into a chain costs one LUT per bit, once per node and
   polarity (``CCU2C`` cannot absorb the inversion; xc7's LUT in front of the carry can).
 
@@ -55,8 +55,9 @@ class CostModel:
         """A carry chain with ``width`` result bits (``operands``: the widths added)."""
         if self.chain_pair:
             return 2.0 * -(-width // 2)
-        # xc7: one LUT per operand bit position in front of CARRY4 (the carry-out is free).
-        return float(max(operands) if operands else width - 1)
+        # xc7: a LUT in front of CARRY4 where both operands have a bit; above the narrower
+        # operand the wider one's bits enter the carry cells directly.
+        return float(max(1, min(operands)) if operands else width - 1)
 
     def add(self, operands, carry_in, width):
         """One two-operand adder (``operands``: the word widths) with an optional carry-in,
@@ -108,17 +109,18 @@ class CostModel:
 
 
 _MODELS = {
-    # Measured on 32 copies of each adder, Yosys 0.70 (calibration script not in the repo).
+    # LUTs per adder after Yosys 0.70, 32 independent copies each, every result kept:
+    # benchmarks/adder_calibration.py (its table is in BENCHMARKS.md).
     "ecp5": CostModel("ecp5", full_adder=2.0, lut_add_max=4,
-                      lut_adders=((((1, 1), False), 2.0), (((2, 2), False), 3.0),
-                                  (((2, 2), True), 5.0), (((1, 2), False), 2.0),
-                                  (((1, 2), True), 3.0), (((2, 3), False), 6.0),
-                                  (((2, 3), True), 8.0), (((3, 3), False), 10.0),
-                                  (((3, 3), True), 16.0), (((1, 3), False), 4.0),
-                                  (((1, 3), True), 6.0)),
+                      lut_adders=((((1, 1), False), 2.0), (((1, 1), True), 2.0),
+                                  (((2, 2), False), 3.0), (((2, 2), True), 5.0),
+                                  (((1, 2), False), 3.0), (((1, 2), True), 3.0),
+                                  (((2, 3), False), 6.0), (((2, 3), True), 11.0),
+                                  (((3, 3), False), 10.0), (((3, 3), True), 16.0),
+                                  (((1, 3), False), 4.0), (((1, 3), True), 6.0)),
                       chain_pair=True, inverted_bit=1.0),
     "xc7": CostModel("xc7", full_adder=2.0, lut_add_max=2,
-                     lut_adders=((((1, 1), False), 1.0), (((1, 1), True), 2.0)),
+                     lut_adders=((((1, 1), False), 2.0), (((1, 1), True), 2.0)),
                      chain_pair=False, inverted_bit=0.0),
 }
 

@@ -11,8 +11,8 @@ from bnnhw.plan.stages import window_vectors
 
 from .data import shared_file
 
-#: The forms tested in simulation (``cse`` is checked on the plan only: Yosys does not finish it).
-SIM_FORMS = ("naive", "grouped", "kernels", "rows", "auto")
+#: The forms tested in simulation.
+SIM_FORMS = ("naive", "grouped", "kernels", "rows", "auto", "cse")
 UNSHARED_FORMS = ("naive", "grouped")
 
 
