@@ -363,10 +363,17 @@ channels) share almost nothing and one of them (conv5, K = 2,304, naive, ECP5) h
 finished after 15 min in an earlier session, so they are not in the tables.
 
 ```sh
-{COMMAND} --slices in8 --families ecp5,xc7,osu018
-{COMMAND} --slices all --layers conv1 --timeout 1200
+{COMMAND} --slices in8 --families ecp5,xc7                     # ~45 min
+{COMMAND} --slices in8 --families osu018 --timeout 600         # naive and cse/exact: see below
+{COMMAND} --slices all --layers conv1 --timeout 1200 --variants grouped,kernels/exact,rows,naive
 {COMMAND} --slices in8 --layers conv1 --lowerings chains,csa,yosys
+{COMMAND} --slices in8,all --families ecp5,xc7,osu018 --report-only   # these tables
 ```
+
+OSU 0.18 um: the `naive` slice of conv1 did not finish Yosys + ABC within 600 s and
+`cse/exact` of conv5 neither (conv1's took 258 s), so on the other layers those two were not
+run (`--variants`). Whole layers take 12-16 min of Yosys per variant on this machine; conv1
+is the one measured.
 
 {body}
 """)
