@@ -25,6 +25,7 @@ from amaranth.lib.wiring import In, Out  # noqa: E402
 
 from bnnhw.flow import build_root  # noqa: E402
 from bnnhw.gen import resources  # noqa: E402
+from bnnhw.hw.hardwired import full_adder  # noqa: E402
 from bnnhw.plan.adder_cost import cost_model  # noqa: E402
 from report import markdown_table, update_section  # noqa: E402
 
@@ -56,8 +57,7 @@ class AdderCopies(wiring.Component):
             bits = self.x[i * per:(i + 1) * per]
             s = Signal(self.result, name=f"s{i}", attrs=KEEP)
             if self.kind == "fa":
-                a, b, c = bits[0], bits[1], bits[2]
-                m.d.comb += s.eq(Cat(a ^ b ^ c, (a & b) | (c & (a ^ b))))
+                m.d.comb += s.eq(Cat(*full_adder(bits[0], bits[1], bits[2])))
             else:
                 wa, wb = self.widths
                 a, b = bits[:wa], bits[wa:wa + wb]

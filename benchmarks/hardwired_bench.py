@@ -34,6 +34,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bnnhw  # noqa: E402
@@ -73,34 +74,33 @@ def load(path):
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def save(results):
-    """Write ``results`` merged into the file (runs for different families may share it)."""
+def save(key, result):
+    """Add one result to the file, under a lock: runs for different families may share it,
+    and each writes only what it measured."""
     import fcntl
     OUT.mkdir(parents=True, exist_ok=True)
     with open(OUT / "results.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        merged = load(RESULTS)
-        merged.update(results)
-        results.update(merged)
+        results = load(RESULTS)
+        results[key] = result
         tmp = RESULTS.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(merged, indent=1, sort_keys=True))
+        tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
         tmp.replace(RESULTS)
 
 
 def with_lowering(variant, lowering):
-    """``variant`` elaborated with another :data:`~bnnhw.plan.hardwired.LOWERINGS` entry
-    (label ``"form@lowering"``; the default, ``"chains"``, keeps the plain label)."""
-    label, form, mode = variant[:3]
-    if lowering == "chains":
-        return variant
-    return (f"{label}@{lowering}", form, mode, lowering)
+    """``(label, form, mode, lowering)``: ``variant`` elaborated with a
+    :data:`~bnnhw.plan.hardwired.LOWERINGS` entry (label ``"form@lowering"``, except for the
+    default, ``"chains"``)."""
+    label, form, mode = variant
+    return (label if lowering == "chains" else f"{label}@{lowering}", form, mode, lowering)
 
 
 #: The output-sum floor: the slice with only four kernels per input channel (two of the
 #: layer's own and their inverses, one of them at random for every output channel), built
 #: like ``grouped``. What it costs is the per-output-channel sums and compares, which no
 #: sharing of kernels within a channel can remove.
-FLOOR = ("floor", "grouped", None)
+FLOOR = ("floor", "grouped", None, "chains")
 
 
 def floor_weight(weight, seed=0):
@@ -115,8 +115,7 @@ def floor_weight(weight, seed=0):
 
 
 def measure(cnv, layer, kind, variant, family, timeout):
-    label, form, mode = variant[:3]
-    lowering = variant[3] if len(variant) > 3 else None
+    label, form, mode, lowering = variant
     net = slice_net(cnv, layer, kind)
     plan = make_plan(net, mode) if mode else None
     # The ASIC flow's graphs are chosen by ECP5's cost model; lowered to full adders and
@@ -124,7 +123,7 @@ def measure(cnv, layer, kind, variant, family, timeout):
     # mapped conv1's naive slice to the cells after 9 min; grouped took 15 s either way).
     hp = hardwired_plan(net, layer, sharing=plan, adders=form,
                         family="ecp5" if family == "osu018" else family,
-                        lowering=lowering or "chains")
+                        lowering=lowering)
     if label == "floor":
         hp = dataclasses.replace(hp, layer=dataclasses.replace(
             hp.layer, weight=floor_weight(np.asarray(hp.layer.weight))))
@@ -208,12 +207,15 @@ def lowerings_table(results):
         groups.setdefault((kind, layer, family), {}).setdefault(base, {})[
             lowering or "chains"] = r
     rows = []
+    chains_best = True
     for (kind, layer, family), forms in sorted(groups.items()):
         if not any(len(by) > 1 for by in forms.values()):
             continue
         for base, by in forms.items():
             if len(by) < 2:
                 continue
+            luts = {lw: r["luts"] for lw, r in by.items() if "luts" in r}
+            chains_best &= luts.get("chains") == min(luts.values(), default=None)
             cells = []
             for lw in LOWERINGS:
                 r = by.get(lw)
@@ -227,8 +229,9 @@ def lowerings_table(results):
             "(`bnnhw.plan.hardwired.LOWERINGS`): `chains` (full adders in LUTs, two-operand "
             "carry chains, intermediate results kept), `csa` (each sum node a carry-save tree "
             "of kept full adders and one chain), `yosys` (each sum node one multi-operand `+`, "
-            "Yosys' `alumacc` and ABC choose). `chains` is the smallest on every form and "
-            "family measured, and is what the tables above use.\n\n"
+            "Yosys' `alumacc` and ABC choose). The tables above use `chains`"
+            + (", the smallest on every form and family measured." if chains_best else
+               "; it is not the smallest on every row below.") + "\n\n"
             + markdown_table(["slice", "family", "variant", *LOWERINGS], rows) + "\n")
 
 
@@ -324,7 +327,7 @@ def main(argv=None):
                             continue
                         t = time.monotonic()
                         results[key] = measure(cnv, layer, kind, v, family, args.timeout)
-                        save(results)
+                        save(key, results[key])
                         r = results[key]
                         print(f"{key}: {r.get('luts', r.get('error'))} "
                               f"({time.monotonic() - t:.0f} s)", flush=True)
@@ -340,8 +343,8 @@ window vector per cycle and gives all output channels, registered. Lower is bett
 shared" is the smallest sharing form (kernels, rows, auto, cse). Every variant computes the
 same outputs: the graphs are proved against the kernels for all inputs before synthesis
 (`AdderGraph.check`), and simulation compares the hardware with the golden model
-(`tests/hw/test_hardwired.py`, `tests/hw/test_hardwired_core.py`, cocotb: `tests/sim/test_hardwired_sim.py`). Variants larger than a
-baseline are listed as measured. "failed (N s)": Yosys did not finish within the timeout.
+(`tests/hw/test_hardwired.py`, `tests/hw/test_hardwired_core.py`, cocotb:
+`tests/sim/test_hardwired_sim.py`). Variants larger than a baseline are listed as measured. "failed (N s)": Yosys did not finish within the timeout.
 
 "output-sum floor": the same slice with only four kernels per input channel (two of the
 layer's, and their inverses, one picked at random per output channel), built as `grouped`:

@@ -19,9 +19,14 @@ from ..plan.adder_graph import csa_schedule
 from ..plan.hardwired import HardwiredPlan
 from .layouts import from_plan
 
-__all__ = ["HardwiredConv"]
+__all__ = ["HardwiredConv", "full_adder"]
 
 KEEP = {"keep": 1}
+
+
+def full_adder(a, b, c):
+    """``(sum, carry)`` of three 1-bit values: what Yosys maps to two LUTs."""
+    return a ^ b ^ c, (a & b) | (c & (a ^ b))
 
 
 @from_plan("fan_in", "out_channels", "cycles_per_vector", "latency", "in_width", "out_width")
@@ -117,7 +122,7 @@ class HardwiredConv(wiring.Component):
             if graph.kinds[i] == "fa":
                 # A full adder in LUTs: sum and majority of three bits.
                 a, b, c = parts
-                m.d.comb += sig.eq(Cat(a ^ b ^ c, (a & b) | (c & (a ^ b))))
+                m.d.comb += sig.eq(Cat(*full_adder(a, b, c)))
             elif graph.kinds[i] == "csa":
                 m.d.comb += sig.eq(self._carry_save(m, node, terms, parts, graph.width(node)))
             else:
@@ -158,7 +163,7 @@ class HardwiredConv(wiring.Component):
             if op[0] == "fa":
                 _, a, b, c, so, ko = op
                 a, b, c = bit[a], bit[b], bit[c]
-                sv, kv = a ^ b ^ c, (a & b) | (c & (a ^ b))
+                sv, kv = full_adder(a, b, c)
             else:
                 _, a, b, so, ko = op
                 a, b = bit[a], bit[b]

@@ -81,17 +81,14 @@ def test_build_key_has_the_sharing_mode():
 def test_cnv_conv5_slice_hardwired(share, adders, simulator):
     """Output channels 0-7 of CNV's conv5 (K = 2,304, the real weights and thresholds) as a
     hardwired layer in generated Verilog, on its real input maps of two CIFAR-10 images and
-    two random ones, under Icarus (and Verilator): bit-exact against the golden model running the plan and
-    (exact modes) against the unshared CNV's own conv5 outputs."""
-    from bnnhw.plan.hardwired import conv_slice
-    from support.hardwired import cnv_maps
+    two random ones: bit-exact against the golden model running the plan, the unshared slice
+    and CNV's own conv5 outputs."""
     from support.data import shared_file
+    from support.hardwired import cnv_maps, cnv_slice_case
     cnv = bnnhw.load_model(shared_file("bnn-pynq", "cnvW1A1_cifar10.npz"))
-    net = conv_slice(cnv, "conv5", outputs=range(8))
     maps, tr = cnv_maps(cnv)
-    real = maps["conv5"]
-    rnd = np.random.default_rng(5).integers(0, 2, (2, *real.shape[1:]))
-    x = np.concatenate([real, rnd]).astype(np.uint8)
+    case, real = cnv_slice_case(cnv, maps, "conv5", range(8), seed=5)
+    net, x = case.net, case.inputs
     folding = {"conv5": {"datapath": "hardwired", "adders": adders},
                "fc": {"PE": 1, "SIMD": 8}}
     build = Build.of(net, folding, sharing=share, simulator=simulator)
@@ -102,12 +99,11 @@ def test_cnv_conv5_slice_hardwired(share, adders, simulator):
     assert layer["datapath"] == "hardwired" and layer["sharing"] == share
     plan = CorePlan(net, manifest["folding"]).sharing
     stim = stimulus_for(manifest, net, x)
-    want = golden.forward(net, x, sharing=plan)
+    want, trace = golden.forward(net, x, trace=True, sharing=plan)
     assert np.array_equal(want, stim["scores"])          # exact modes: the unshared slice
     # The slice's conv5 outputs are CNV's own (its threshold, 8 channels) at the real maps.
-    _, trace = golden.forward(net, x, trace=True, sharing=plan)
-    thr = next(b for b in net.blocks() if b.name == "conv5").threshold.layer.name
-    assert np.array_equal(trace[thr][:len(real)], tr[thr][:, :8])
+    thr = case.block.threshold.layer.name
+    assert np.array_equal(trace[thr][:real], tr[thr][:, :8])
     r = run(core_dir, simulator, stimulus=stim, seed=1)
     assert r["passed"], r["errors"]
     for phase in r["phases"]:
