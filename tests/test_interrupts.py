@@ -21,6 +21,13 @@ from support.data import BNN_PYNQ
 from support.procs import descendants, running, wait_for
 
 
+def _default_signal_handlers():
+    # A suite started as a background job inherits SIGINT ignored, and bnnhw keeps an
+    # ignored signal ignored (as nohup asks): the child must start from the defaults.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _temporaries(folder):
     return sorted(p.name for p in folder.iterdir() if ".tmp." in p.name or ".old." in p.name)
 
@@ -36,7 +43,8 @@ def test_interrupted_generate_leaves_nothing_and_keeps_the_old_output(tmp_path, 
     proc = subprocess.Popen([sys.executable, "-m", "bnnhw", "generate",
                              str(BNN_PYNQ / "lfcW1A1_mnist.npz"), "-o", str(out)],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_signal_handlers)
     try:
         # The temporary folder is made right after the checks, before the long work.
         temps = wait_for(lambda: _temporaries(tmp_path), 60, "the temporary output folder")
