@@ -58,7 +58,8 @@ UNITS = {"ecp5": "LUT4 eq.", "xc7": "LUT6", "osu018": "um² of OSU 0.18 um cells
 VARIANTS = (("naive", "naive", None), ("grouped", "grouped", None),
             ("kernels/exact", "kernels", "exact"), ("rows", "rows", None),
             ("auto/similar:1", "auto", "similar:1"), ("cse/exact", "cse", "exact"),
-            ("cse/similar:1", "cse", "similar:1"))
+            ("cse/similar:1", "cse", "similar:1"), ("minority", "minority", None),
+            ("split", "split", None), ("filters", "filters", None))
 LAYERS = ("conv1", "conv5", "conv3", "conv2", "conv4")
 
 
@@ -114,6 +115,11 @@ def floor_weight(weight, seed=0):
     return (base * sign[:, :, None, None]).astype(weight.dtype)
 
 
+def pipeline_ranks(hp, every=3):
+    """A register rank every ``every`` adder levels of the plan's hardware graph."""
+    return tuple(range(every, hp.hardware_graph.max_depth, every))
+
+
 def measure(cnv, layer, kind, variant, family, timeout):
     label, form, mode, lowering = variant
     net = slice_net(cnv, layer, kind)
@@ -124,6 +130,10 @@ def measure(cnv, layer, kind, variant, family, timeout):
     hp = hardwired_plan(net, layer, sharing=plan, adders=form,
                         family="ecp5" if family == "osu018" else family,
                         lowering=lowering)
+    if form == "filters":
+        # Unpipelined, ABC9 took 716 s on conv1's slice (4,002 LUT4 eq.); with a register
+        # rank every three adder levels 14 s (3,988): the long chains of derivations.
+        hp = dataclasses.replace(hp, ranks=pipeline_ranks(hp))
     if label == "floor":
         hp = dataclasses.replace(hp, layer=dataclasses.replace(
             hp.layer, weight=floor_weight(np.asarray(hp.layer.weight))))
@@ -142,7 +152,7 @@ def measure(cnv, layer, kind, variant, family, timeout):
     except ToolError as e:
         return {"error": str(e)[:300], "seconds": round(time.monotonic() - start, 1),
                 "graph": stats}
-    return {"luts": total[FAMILIES[family]], "total": total,
+    return {"luts": total[FAMILIES[family]], "total": total, "ranks": list(hp.ranks),
             "seconds": r.get("seconds"), "graph": stats}
 
 

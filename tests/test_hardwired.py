@@ -11,7 +11,8 @@ import pytest
 import bnnhw
 from bnnhw.examples import EXAMPLE_MODEL, digits_split
 from bnnhw.plan.adder_graph import AdderGraph, Term
-from bnnhw.plan.hardwired import ADDER_FORMS, HardwiredPlan, conv_slice, hardwired_plan
+from bnnhw.plan.hardwired import (ADDER_FORMS, HardwiredPlan, conv_slice, filter_tree,
+                                  hardwired_plan)
 from bnnhw.sharing import make_plan
 
 from support.hardwired import UNSHARED_FORMS, Case, cnv_maps, cnv_slice_case
@@ -143,3 +144,40 @@ def test_describe_and_figures(example):
     assert d["kind"] == "hardwired" and d["adders"] == "auto" and d["sharing"] == "similar:1"
     assert d["K"] == 144 and d["O"] == 32 and d["latency"] == 2 and d["cycles_per_vector"] == 1
     assert d["graph"]["outputs"] == 32
+
+
+def test_filter_tree():
+    """Parents come first, no chain is deeper than asked, every output's derivation adds
+    its distance to the parent (a filter or its inverse), never more than from the window."""
+    rng = np.random.default_rng(3)
+    base = rng.choice([-1, 1], (4, 40))
+    # Outputs near four seeds (and their inverses): derivations from each other pay.
+    near = np.repeat(base, 2, axis=0) * np.where(rng.random((8, 40)) < 0.05, -1, 1)
+    rows = np.concatenate([base, -base, near])
+    k = rows.shape[1]
+    for depth in (1, 2, 4, 100):
+        order, parent = filter_tree(rows, depth)
+        assert sorted(order) == list(range(len(rows)))
+        seen, level = set(), {}
+        for q in order:
+            p, inv = parent[q]
+            if p < 0:
+                filt = np.full(k, -1 if inv else 1)
+                level[q] = 1
+            else:
+                assert p in seen
+                filt = -rows[p] if inv else rows[p]
+                level[q] = level[p] + 1
+            assert level[q] <= depth
+            ones = int((rows[q] > 0).sum())
+            assert int((rows[q] != filt).sum()) <= min(ones, k - ones)
+            seen.add(q)
+        if depth == 1:
+            assert all(p < 0 for p, _ in parent)
+    # Unlimited depth is the minimum spanning tree: in each cluster of a seed, its inverse
+    # and two near copies, one member joins at a random filter's distance, the others at a
+    # few bits from it.
+    cost = [int((rows[q] != (np.full(k, -1 if i else 1) if p < 0 else
+                             (-rows[p] if i else rows[p]))).sum()) for q, (p, i) in
+            enumerate(parent)]
+    assert sum(c > 6 for c in cost) <= 4

@@ -15,7 +15,7 @@ from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..plan.adder_graph import csa_schedule
+from ..plan.adder_graph import Term, csa_schedule
 from ..plan.hardwired import HardwiredPlan
 from .layouts import from_plan
 
@@ -126,7 +126,7 @@ class HardwiredConv(wiring.Component):
             elif graph.kinds[i] == "csa":
                 m.d.comb += sig.eq(self._carry_save(m, node, terms, parts, graph.width(node)))
             else:
-                m.d.comb += sig.eq(reduce(operator.add, parts))
+                m.d.comb += sig.eq(self._sum(terms, parts, lambda t: term(t, s)))
             values[node] = {s: sig}
 
         final = len(ranks)
@@ -148,6 +148,22 @@ class HardwiredConv(wiring.Component):
         with m.If(advance):
             m.d.sync += [self.o_stream.valid.eq(valid), self.o_stream.payload.eq(Cat(*bits))]
         return m
+
+    @staticmethod
+    def _sum(terms, parts, term):
+        """A sum node's adder. When one term is unshifted and every other is shifted by at
+        least ``s``, the low ``s`` bits are the unshifted term's and the adder starts above
+        them (a carry chain does not shrink by itself around a constant-zero operand)."""
+        shifts = [t.shift for t in terms]
+        if shifts.count(0) == 1 and len(terms) > 1:
+            low = min(x for x in shifts if x)
+            i = shifts.index(0)
+            a = parts[i]
+            if len(a) > low:
+                rest = [term(Term(t.node, t.invert, t.shift - low))
+                        for j, t in enumerate(terms) if j != i]
+                return Cat(a[:low], reduce(operator.add, [a[low:], *rest]))
+        return reduce(operator.add, parts)
 
     def _carry_save(self, m, node, terms, parts, width):
         """A sum node as full adders per column and one final carry chain

@@ -256,7 +256,8 @@ def lower(graph):
     * ``"add"`` nodes: two word terms and at most one 1-bit term (the chain's carry-in), one
       carry chain of the node's width.
 
-    Shifted 1-bit terms (a correction at weight 2) become that many copies at weight 1. Terms
+    Shifted 1-bit terms (a correction at weight 2) become that many copies at weight 1;
+    shifted words stay shifted operands of a chain (its low bits are the other operand's). Terms
     combine narrowest first (fewest chain bits), 1-bit terms in full adders while three
     are left, then as carry-ins. Node outputs and value ranges are unchanged
     (:meth:`AdderGraph.check` of the lowered graph proves it).
@@ -280,7 +281,7 @@ def lower(graph):
         if t.invert:
             top = (1 << width(t.node)) - 1
             a, b = top - b, top - a
-        return a, b
+        return a << t.shift, b << t.shift
 
     seen = {}
 
@@ -291,8 +292,8 @@ def lower(graph):
         if kind == "fa":
             key = (kind, tuple(sorted((t.node, t.invert) for t in terms)))
         else:
-            key = (kind, tuple(sorted((t.node, t.invert) for t in terms[:2])),
-                   tuple((t.node, t.invert) for t in terms[2:]))
+            key = (kind, tuple(sorted((t.node, t.invert, t.shift) for t in terms[:2])),
+                   tuple((t.node, t.invert, t.shift) for t in terms[2:]))
         if key in seen:
             return seen[key]
         sums.append(terms)
@@ -313,9 +314,6 @@ def lower(graph):
             w = width(t.node)
             if w == 1 and t.shift:
                 bits += [Term(t.node, t.invert)] * (1 << t.shift)
-            elif t.shift:
-                raise ValueError(f"sum node {graph.inputs + i}: only 1-bit terms may be "
-                                 f"shifted when lowering, not a {w}-bit one")
             elif w == 1:
                 bits.append(t)
             else:
@@ -326,7 +324,7 @@ def lower(graph):
             a, b, c = bits.pop(0), bits.pop(0), bits.pop(0)
             words.append(Term(emit((a, b, c), "fa")))
         while len(words) + len(bits) > 1:
-            words.sort(key=lambda t: (width(t.node), t.node))
+            words.sort(key=lambda t: (width(t.node) + t.shift, t.node))
             if len(words) >= 2:
                 a, b = words.pop(0), words.pop(0)
                 extra = (bits.pop(0),) if bits else ()

@@ -21,6 +21,17 @@ channel; how the graph is organised is the ``adders`` form (:data:`ADDER_FORMS`)
     a row popcount computed once per channel, row and class (up to inversion); a 2-D kernel
     of the plan is a node of its own only where the cost model says it pays
     (:mod:`bnnhw.plan.adder_cost`), else its readers add its rows.
+``"minority"``
+    Whole filters against the window: ``P[o] = T + 2 popcount(m) - |m|`` or its mirror
+    ``K - T + 2 popcount(m) - |m|``, where ``T`` is the popcount of the whole window vector
+    (one node, shared by every output channel) and ``m`` the literals of the output's
+    minority sign (at most ``K / 2``).
+``"filters"``
+    Whole filters from each other: every output channel is derived from the window popcount
+    (as in ``"minority"``) or from an output channel already computed, or its inverse, plus
+    twice the popcount of the literals where the two filters differ (:func:`filter_tree`:
+    a minimum spanning tree by Hamming distance, at most :data:`FILTER_DEPTH` derivations
+    deep).
 ``"auto"`` (default)
     Per kernel class of the plan, the cheapest of: its rows added by every reader, a node
     from its rows, a node derived from another entry with exact corrections (the plan's
@@ -44,10 +55,16 @@ from .params import check_choice, check_int
 from .stages import StagePlan
 from .tables import accumulator_range, threshold_table
 
-__all__ = ["HardwiredPlan", "ADDER_FORMS", "build_graph", "conv_slice", "hardwired_plan"]
+__all__ = ["HardwiredPlan", "ADDER_FORMS", "build_graph", "conv_slice", "filter_tree",
+           "hardwired_plan"]
 
 #: The ways a hardwired layer's adder graph can be built (see the module docstring).
-ADDER_FORMS = ("naive", "grouped", "kernels", "rows", "auto", "cse")
+ADDER_FORMS = ("naive", "grouped", "kernels", "rows", "auto", "cse", "minority", "split",
+               "filters")
+
+#: Longest chain of filter derivations of the ``"filters"`` form (each one adds a carry
+#: chain to the combinational path).
+FILTER_DEPTH = 4
 
 #: How sum nodes become hardware: ``"chains"`` (:func:`~bnnhw.plan.adder_graph.lower`: full
 #: adders in LUTs and two-operand carry chains) or ``"yosys"`` (each node one multi-operand
@@ -137,6 +154,112 @@ def _grouped(weight):
     return b.graph(outs)
 
 
+def filter_tree(rows, max_depth):
+    """From which filter every output channel's popcount is derived (forms ``"minority"``,
+    ``"filters"``).
+
+    Prim's minimum spanning tree over the output channels and the window popcount ``T`` (the
+    popcount of the all-+1 filter, whose inverse is the all-−1 one), edge weights the Hamming
+    distance between filters, a filter or its inverse (``min(H, K - H)``): the bits a
+    derivation adds. Outputs join in order of their distance; an output ``max_depth``
+    derivations from ``T`` is no parent.
+
+    Parameters
+    ----------
+    rows : array of +1 / -1, ``[O, K]``
+    max_depth : int
+
+    Returns
+    -------
+    order : list of int
+        Output channels in the order they are built (parents first).
+    parent : list of (int, bool)
+        Per output channel: the parent (``-1``: ``T``) and whether its inverse is used.
+    """
+    rows = np.asarray(rows)
+    o, k = rows.shape
+    u = (rows > 0).astype(np.int64)
+    h = k - (u @ u.T + (1 - u) @ (1 - u).T)
+    dist = np.minimum(h, k - h)
+    inverse = (k - h) < h
+    ones = u.sum(axis=1)
+    best = np.minimum(ones, k - ones)
+    # Parent T (the all-+1 filter) when the output has fewer -1 than +1 weights, else ~T.
+    parent = [(-1, bool(ones[q] < k - ones[q])) for q in range(o)]
+    depth = np.zeros(o, np.int64)
+    free = np.ones(o, bool)
+    order = []
+    for _ in range(o):
+        q = int(np.flatnonzero(free)[np.argmin(best[free])])
+        free[q] = False
+        order.append(q)
+        p = parent[q][0]
+        depth[q] = 1 if p < 0 else depth[p] + 1
+        if depth[q] >= max_depth:
+            continue
+        better = free & (dist[q] < best)
+        best = np.where(better, dist[q], best)
+        for r in np.flatnonzero(better):
+            parent[r] = (q, bool(inverse[q, r]))
+    return order, parent
+
+
+def _filters(weight, max_depth):
+    o, c, kh, kw = weight.shape
+    b = _Builder(c, kh, kw)
+    rows = conv_weight_rows(weight, "hwc")
+    order, parent = filter_tree(rows, max_depth)
+    window = None
+    node = [None] * o
+    for q in order:
+        p, inv = parent[q]
+        if p < 0:
+            if window is None:
+                window = b.add([Term(j) for j in range(b.inputs)], "window")
+            base, filt = Term(window, inv), np.where(inv, -1, 1)
+        else:
+            base, filt = Term(node[p], inv), -rows[p] if inv else rows[p]
+        diff = np.flatnonzero(rows[q] != filt)
+        terms = [base]
+        if diff.size:
+            d = b.add([Term(int(j), invert=bool(rows[q, j] < 0)) for j in diff], "diff")
+            terms.append(Term(d, shift=1))
+        node[q] = b.add(terms, "output")
+    return b.graph(node)
+
+
+def _split(weight):
+    """Form ``"split"``: ``"minority"`` with each output's minority literals counted per 2-D
+    kernel, a count per input channel and set of taps shared by every output that needs it."""
+    o, c, kh, kw = weight.shape
+    b = _Builder(c, kh, kw)
+    bits = _kernel_bits(weight)
+    full = (1 << b.n) - 1
+    window = b.add([Term(j) for j in range(b.inputs)], "window")
+    counts = {}
+    outs = []
+    for r in range(o):
+        ones = sum(int(v).bit_count() for v in bits[r])
+        # Root T (all +1 weights) when the output has fewer -1 than +1 weights, else ~T.
+        minus_root = ones < b.inputs - ones
+        parts = []
+        for ch in range(c):
+            taps = int(bits[r, ch]) if minus_root else full & ~int(bits[r, ch])
+            if not taps:
+                continue
+            key = (ch, taps)
+            if key not in counts:
+                # Counted over x; the -1 taps' literals NOT x are its complement.
+                counts[key] = b.add([Term(b.index(ch, t)) for t in range(b.n)
+                                     if taps >> t & 1], "kernel")
+            parts.append(Term(counts[key], invert=not minus_root))
+        terms = [Term(window, minus_root)]
+        if parts:
+            terms.append(Term(b.add(parts, "sum"), shift=1))
+        outs.append(b.add(terms, "output"))
+    return b.graph(outs)
+
+
 def _entry_terms(b, c, ch, mask):
     """Terms of every entry of channel plan ``ch`` (scratch: a node of its literals; inverse:
     the source's complement; derived: a node of the source plus corrections)."""
@@ -190,6 +313,10 @@ def build_graph(weight, adders, sharing=None, cost=None):
         return _naive(weight)
     if adders == "grouped":
         return _grouped(weight)
+    if adders == "split":
+        return _split(weight)
+    if adders in ("minority", "filters"):
+        return _filters(weight, 1 if adders == "minority" else FILTER_DEPTH)
     if adders in SHARED_FORMS and sharing is None:
         raise ValueError(f"Adder form {adders!r} needs a sharing plan")
     if adders == "kernels":

@@ -46,7 +46,8 @@ def simulate(case, mode, form, count, ranks=(), p_gap=0.2, p_stall=0.3, seed=0):
 @pytest.mark.parametrize("form,mode,ranks", [
     ("naive", "exact", ()), ("grouped", "exact", (2,)), ("kernels", "exact", ()),
     ("kernels", "similar:1", (1, 3)), ("rows", "similar:1", ()), ("auto", "similar:1", (2,)),
-    ("auto", "approx:1", ()), ("cse", "similar:2", (2,))])
+    ("auto", "approx:1", ()), ("cse", "similar:2", (2,)), ("minority", "exact", (1,)),
+    ("split", "exact", ()), ("filters", "exact", (2, 5))])
 def test_example_conv1(example, form, mode, ranks):
     got, want, hp = simulate(example, mode, form, 24, ranks=ranks)
     compare_beats(got, want, "output pixel")

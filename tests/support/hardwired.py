@@ -12,8 +12,10 @@ from bnnhw.plan.stages import window_vectors
 from .data import shared_file
 
 #: The forms tested in simulation.
-SIM_FORMS = ("naive", "grouped", "kernels", "rows", "auto", "cse")
-UNSHARED_FORMS = ("naive", "grouped")
+SIM_FORMS = ("naive", "grouped", "kernels", "rows", "auto", "cse", "minority", "split",
+             "filters")
+#: Forms that read no sharing plan.
+UNSHARED_FORMS = ("naive", "grouped", "minority", "split", "filters")
 
 
 def pack(rows):
