@@ -42,7 +42,7 @@ from bnnhw.errors import ToolError  # noqa: E402
 from bnnhw.flow import build_root  # noqa: E402
 from bnnhw.gen import asic, resources  # noqa: E402
 from bnnhw.gen.verilog import to_rtlil  # noqa: E402
-from bnnhw.plan.hardwired import conv_slice, hardwired_plan  # noqa: E402
+from bnnhw.plan.hardwired import LOWERINGS, conv_slice, hardwired_plan  # noqa: E402
 from bnnhw.sharing import make_plan  # noqa: E402
 from report import SHARED_DATA, markdown_table, update_section  # noqa: E402
 
@@ -60,6 +60,8 @@ VARIANTS = (("naive", "naive", None), ("grouped", "grouped", None),
             ("auto/similar:1", "auto", "similar:1"), ("cse/exact", "cse", "exact"),
             ("cse/similar:1", "cse", "similar:1"), ("minority", "minority", None),
             ("split", "split", None), ("filters", "filters", None))
+#: Forms that share within an input channel (what the output-sum floor bounds).
+WITHIN_CHANNEL = ("kernels", "rows", "auto", "cse")
 LAYERS = ("conv1", "conv5", "conv3", "conv2", "conv4")
 
 
@@ -115,11 +117,6 @@ def floor_weight(weight, seed=0):
     return (base * sign[:, :, None, None]).astype(weight.dtype)
 
 
-def pipeline_ranks(hp, every=3):
-    """A register rank every ``every`` adder levels of the plan's hardware graph."""
-    return tuple(range(every, hp.hardware_graph.max_depth, every))
-
-
 def measure(cnv, layer, kind, variant, family, timeout):
     label, form, mode, lowering = variant
     net = slice_net(cnv, layer, kind)
@@ -130,10 +127,6 @@ def measure(cnv, layer, kind, variant, family, timeout):
     hp = hardwired_plan(net, layer, sharing=plan, adders=form,
                         family="ecp5" if family == "osu018" else family,
                         lowering=lowering)
-    if form == "filters":
-        # Unpipelined, ABC9 took 716 s on conv1's slice (4,002 LUT4 eq.); with a register
-        # rank every three adder levels 14 s (3,988): the long chains of derivations.
-        hp = dataclasses.replace(hp, ranks=pipeline_ranks(hp))
     if label == "floor":
         hp = dataclasses.replace(hp, layer=dataclasses.replace(
             hp.layer, weight=floor_weight(np.asarray(hp.layer.weight))))
@@ -162,6 +155,21 @@ def fmt_pct(v, base):
     return f"{100.0 * (v - base) / base:+.1f} %"
 
 
+def best_lowering(results, kind, layer, label, family):
+    """``(result, lowering)``: the variant's smallest measured lowering (a failure only when
+    no lowering finished), or ``(None, None)``."""
+    found = []
+    for lowering in LOWERINGS:
+        suffix = "" if lowering == "chains" else f"@{lowering}"
+        r = results.get(f"{kind}/{layer}/{label}{suffix}/{family}")
+        if r is not None:
+            found.append((r, lowering))
+    done = [f for f in found if "error" not in f[0]]
+    if done:
+        return min(done, key=lambda f: f[0]["luts"])
+    return found[0] if found else (None, None)
+
+
 def report(results, kinds, layers):
     parts = []
     for kind in kinds:
@@ -180,7 +188,7 @@ def report(results, kinds, layers):
                 cells, vals = [], {}
                 shape = "-"
                 for v in VARIANTS:
-                    r = results.get(f"{kind}/{layer}/{v[0]}/{family}")
+                    r, lowering = best_lowering(results, kind, layer, v[0], family)
                     if r is None:
                         cells.append("not run")
                         continue
@@ -189,15 +197,18 @@ def report(results, kinds, layers):
                         cells.append(f"failed ({r['seconds']:.0f} s)")
                         continue
                     vals[v[0]] = r["luts"]
-                    cells.append(str(r["luts"]))
+                    cells.append(str(r["luts"]) + ("" if lowering == "chains"
+                                                   else f" ({lowering})"))
                 shared = {k: x for k, x in vals.items() if k not in ("naive", "grouped")}
                 best = min(shared.values()) if shared else None
+                within = [x for k, x in shared.items() if k.split("/")[0] in WITHIN_CHANNEL]
+                best_within = min(within) if within else None
                 fl = results.get(f"{kind}/{layer}/floor/{family}", {}).get("luts")
                 grouped = vals.get("grouped")
                 kernel_cut = "-"
-                if fl is not None and grouped is not None and best is not None \
+                if fl is not None and grouped is not None and best_within is not None \
                         and grouped > fl:
-                    kernel_cut = f"{100.0 * (grouped - best) / (grouped - fl):.0f} %"
+                    kernel_cut = f"{100.0 * (grouped - best_within) / (grouped - fl):.0f} %"
                 rows.append([layer, shape, *cells, fmt_pct(best, grouped),
                              fmt_pct(best, vals.get("naive")),
                              "-" if fl is None else str(fl), kernel_cut])
@@ -235,13 +246,15 @@ def lowerings_table(results):
             rows.append([f"{kind}/{layer}", family, base, *cells])
     if not rows:
         return ""
-    return ("### Lowerings tried\n\nThe same graphs elaborated three ways "
+    return ("### Lowerings tried\n\nThe same graphs elaborated in several ways "
             "(`bnnhw.plan.hardwired.LOWERINGS`): `chains` (full adders in LUTs, two-operand "
-            "carry chains, intermediate results kept), `csa` (each sum node a carry-save tree "
+            "carry chains, intermediate results kept), `counters` (the same with 6:3 counters "
+            "first: one LUT6 per output bit), `csa` (each sum node a carry-save tree "
             "of kept full adders and one chain), `yosys` (each sum node one multi-operand `+`, "
-            "Yosys' `alumacc` and ABC choose). The tables above use `chains`"
-            + (", the smallest on every form and family measured." if chains_best else
-               "; it is not the smallest on every row below.") + "\n\n"
+            "Yosys' `alumacc` and ABC choose). The tables above give each variant at its "
+            "smallest measured lowering (named when it is not `chains`)"
+            + ("; `chains` is the smallest on every row below." if chains_best else
+               ".") + "\n\n"
             + markdown_table(["slice", "family", "variant", *LOWERINGS], rows) + "\n")
 
 
@@ -349,8 +362,11 @@ Hardwired (constant-weight, fully unrolled) convolution datapath per adder form,
 out of context with YoWASP Yosys (ECP5: `synth_ecp5`, LUT4 equivalents = LUT4 + 2 x CCU2C;
 xc7: `synth_xilinx`, LUT6, CARRY4 not counted) and on the OSU 0.18 um standard cells
 (`bnnhw.gen.asic`, Yosys + ABC, cell area), at equal throughput: every variant takes one whole
-window vector per cycle and gives all output channels, registered. Lower is better. "best
-shared" is the smallest sharing form (kernels, rows, auto, cse). Every variant computes the
+window vector per cycle and gives all output channels, registered (`split` and `filters` with
+a pipeline register rank every three adder levels, their default: more flip-flops, the same
+rate). Lower is better; each variant at its smallest measured lowering (see "Lowerings
+tried"). "best shared" is the smallest sharing form (every form but the two baselines).
+Every variant computes the
 same outputs: the graphs are proved against the kernels for all inputs before synthesis
 (`AdderGraph.check`), and simulation compares the hardware with the golden model
 (`tests/hw/test_hardwired.py`, `tests/hw/test_hardwired_core.py`, cocotb:
@@ -369,7 +385,19 @@ constants in the thresholds). `rows`: kernel rows shared per channel (a row popc
 class), kernels read by two or more outputs as nodes. `auto/similar:1`: per kernel class the
 cheapest of rows / own node / derived from a kernel at Hamming distance 1 with an exact
 correction, chosen by the cost model. `cse/*`: `auto` followed by greedy two-term common
-subexpressions across input channels (da4ml's idea). The `in8` slices are 8-channel slices of
+subexpressions across input channels (da4ml's idea).
+
+Whole-filter forms (no sharing plan; they share results between 3-D filters, where the 2-D
+forms share within one input channel): `minority`: the window's popcount `T` once for all
+output channels, each output `T` (or `K - T`) plus twice the popcount of its minority-sign
+literals (at most K/2 bits instead of K). `split`: the same with each minority count split
+per 2-D kernel, a count per input channel and tap set shared by every output that needs it.
+`filters`: every output channel derived from `T` or from an output channel already computed
+(or its inverse) plus twice the popcount of the literals where the two filters differ, along a
+minimum spanning tree by Hamming distance at most four derivations deep
+(`bnnhw.plan.hardwired.filter_tree`). On xc7, `counters` lowers these popcounts with 6:3
+counters (one LUT6 per result bit) where `chains` uses full adders (two LUTs per three bits).
+The `in8` slices are 8-channel slices of
 every CNV conv layer (input channels 0-7, all output channels: where sharing between output
 channels can act); `all` is a whole layer. The `out8` slices (8 output channels, all input
 channels) share almost nothing and one of them (conv5, K = 2,304, naive, ECP5) had not
@@ -380,6 +408,10 @@ finished after 15 min in an earlier session, so they are not in the tables.
 {COMMAND} --slices in8 --families osu018 --timeout 600         # naive and cse/exact: see below
 {COMMAND} --slices all --layers conv1 --timeout 1200 --variants grouped,kernels/exact,rows,naive
 {COMMAND} --slices in8 --layers conv1 --lowerings chains,csa,yosys
+{COMMAND} --slices in8 --families ecp5,xc7 --variants minority,split,filters   # ~15 min
+{COMMAND} --slices in8,all --layers conv1,conv2,conv3,conv4,conv5 --families xc7 --lowerings counters \
+    --variants naive@counters,grouped@counters,filters@counters    # stop it after all/conv1
+{COMMAND} --slices all --layers conv1 --families ecp5,xc7 --variants filters
 {COMMAND} --slices in8,all --families ecp5,xc7,osu018 --report-only   # these tables
 ```
 

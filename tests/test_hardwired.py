@@ -181,3 +181,30 @@ def test_filter_tree():
                              (-rows[p] if i else rows[p]))).sum()) for q, (p, i) in
             enumerate(parent)]
     assert sum(c > 6 for c in cost) <= 4
+
+
+def test_whole_filter_forms(example):
+    """minority / filters: the window popcount shared by every output, each output at most
+    half the literals plus a word add; filters pipelined by default; the counters lowering
+    proves the same function with 6:3 counters."""
+    from bnnhw.model.packing import conv_weight_rows
+    from bnnhw.plan.adder_graph import lower
+    from bnnhw.plan.hardwired import RANK_EVERY, build_graph
+    block = example.block
+    conv, thr = block.compute.layer, block.threshold.layer
+    rows = conv_weight_rows(conv.weight, "hwc")
+    k = conv.fan_in
+    g = build_graph(conv.weight, "minority")
+    assert g.kinds.count("window") == 1
+    assert all(len(ts) <= k // 2 for ts, kind in zip(g.sums, g.kinds) if kind == "diff")
+    g.check(rows)
+    for form in ("filters", "split"):
+        hp = HardwiredPlan(layer=conv, threshold=thr, adders=form)
+        depth = hp.hardware_graph.max_depth
+        assert hp.ranks == tuple(range(RANK_EVERY, depth, RANK_EVERY)) and hp.ranks
+        assert hp.latency == len(hp.ranks) + 1
+    assert HardwiredPlan(layer=conv, threshold=thr, adders="filters", ranks=()).ranks == ()
+    assert HardwiredPlan(layer=conv, threshold=thr, adders="minority").ranks == ()
+    low = lower(build_graph(conv.weight, "filters"), counters=True)
+    assert "c6" in low.kinds
+    low.check(rows)

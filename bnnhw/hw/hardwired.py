@@ -8,8 +8,6 @@ plan folds every constant in). There is no weight memory and no fold counter: al
 outputs of a whole ``K``-bit window vector leave per cycle.
 """
 
-from functools import reduce
-import operator
 
 from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import stream, wiring
@@ -29,6 +27,17 @@ def full_adder(a, b, c):
     return a ^ b ^ c, (a & b) | (c & (a ^ b))
 
 
+def _balanced_sum(parts):
+    """``parts[0] + parts[1] + ...`` as a balanced tree (Yosys' ``alumacc`` merges it into one
+    multi-operand sum all the same; a chain of hundreds of ``+`` is too deep for the
+    simulator's recursion)."""
+    parts = list(parts)
+    while len(parts) > 1:
+        parts = [parts[i] + parts[i + 1] if i + 1 < len(parts) else parts[i]
+                 for i in range(0, len(parts), 2)]
+    return parts[0]
+
+
 @from_plan("fan_in", "out_channels", "cycles_per_vector", "latency", "in_width", "out_width")
 class HardwiredConv(wiring.Component):
     """A binary convolution with its threshold, fully unrolled with constant weights.
@@ -43,8 +52,9 @@ class HardwiredConv(wiring.Component):
     adders : str or None
         How the graph is built (:data:`bnnhw.plan.hardwired.ADDER_FORMS`); default
         ``"auto"`` with a sharing plan, else ``"naive"``.
-    ranks : sequence of int
-        Pipeline register ranks, each after that many adder levels.
+    ranks : sequence of int or None
+        Pipeline register ranks, each after that many adder levels (``None``: the plan's
+        default, :class:`~bnnhw.plan.hardwired.HardwiredPlan`).
 
     Members
     -------
@@ -57,9 +67,10 @@ class HardwiredConv(wiring.Component):
     ``o_stream.ready`` low stalls the whole pipeline (``i_stream.ready`` follows it).
     """
 
-    def __init__(self, *, layer, threshold, clip=None, sharing=None, adders=None, ranks=()):
+    def __init__(self, *, layer, threshold, clip=None, sharing=None, adders=None, ranks=None):
         self._build(HardwiredPlan(layer=layer, threshold=threshold, clip=clip,
-                                  sharing=sharing, adders=adders, ranks=tuple(ranks)))
+                                  sharing=sharing, adders=adders,
+                                  ranks=None if ranks is None else tuple(ranks)))
 
     def _build(self, plan):
         self.plan = plan
@@ -123,6 +134,12 @@ class HardwiredConv(wiring.Component):
                 # A full adder in LUTs: sum and majority of three bits.
                 a, b, c = parts
                 m.d.comb += sig.eq(Cat(*full_adder(a, b, c)))
+            elif graph.kinds[i] == "c6":
+                # A 6:3 counter, left to the LUT mapper as logic: each of its three bits is
+                # a function of the six inputs.
+                (s1, k1), (s2, k2) = full_adder(*parts[:3]), full_adder(*parts[3:])
+                carry = s1 & s2
+                m.d.comb += sig.eq(Cat(s1 ^ s2, *full_adder(k1, k2, carry)))
             elif graph.kinds[i] == "csa":
                 m.d.comb += sig.eq(self._carry_save(m, node, terms, parts, graph.width(node)))
             else:
@@ -162,8 +179,8 @@ class HardwiredConv(wiring.Component):
             if len(a) > low:
                 rest = [term(Term(t.node, t.invert, t.shift - low))
                         for j, t in enumerate(terms) if j != i]
-                return Cat(a[:low], reduce(operator.add, [a[low:], *rest]))
-        return reduce(operator.add, parts)
+                return Cat(a[:low], _balanced_sum([a[low:], *rest]))
+        return _balanced_sum(parts)
 
     def _carry_save(self, m, node, terms, parts, width):
         """A sum node as full adders per column and one final carry chain

@@ -246,10 +246,13 @@ class AdderGraph:
         return const - (w < 0).sum(axis=1)
 
 
-def lower(graph):
+def lower(graph, counters=False):
     """The same function as ``graph`` with only the adders that FPGA carry chains build.
 
     Every sum node becomes a tree of
+
+    * with ``counters``, ``"c6"`` nodes first: six 1-bit terms, a 6:3 counter (three
+      six-input functions: one LUT6 each, where a full adder takes two LUTs for three bits);
 
     * ``"fa"`` nodes: three 1-bit terms, a full adder in LUTs (sum and majority, 2 bits out),
       where the literals' inversions are free;
@@ -289,7 +292,7 @@ def lower(graph):
         terms = tuple(terms)
         # Structural hashing, as Yosys' opt_merge does: the same adder on the same terms is
         # one adder.
-        if kind == "fa":
+        if kind in ("fa", "c6"):
             key = (kind, tuple(sorted((t.node, t.invert) for t in terms)))
         else:
             key = (kind, tuple(sorted((t.node, t.invert, t.shift) for t in terms[:2])),
@@ -318,6 +321,9 @@ def lower(graph):
                 bits.append(t)
             else:
                 words.append(t)
+        while counters and len(bits) >= 6:
+            words.append(Term(emit(tuple(bits[:6]), "c6")))
+            del bits[:6]
         # Full adders while at least three single bits are left (a triple in LUTs), keeping
         # one bit as a carry-in per word adder that will follow.
         while len(bits) >= 3:

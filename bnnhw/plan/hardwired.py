@@ -66,10 +66,17 @@ ADDER_FORMS = ("naive", "grouped", "kernels", "rows", "auto", "cse", "minority",
 #: chain to the combinational path).
 FILTER_DEPTH = 4
 
+#: Forms pipelined by default, a register rank every :data:`RANK_EVERY` adder levels: their
+#: derivation chains are deep, and unpipelined Yosys' ABC9 took 716 s to map ``filters`` on
+#: an 8-channel slice of CNV's conv1 (4,002 LUT4 eq.), pipelined 14 s (3,988).
+PIPELINED_FORMS = ("split", "filters")
+RANK_EVERY = 3
+
 #: How sum nodes become hardware: ``"chains"`` (:func:`~bnnhw.plan.adder_graph.lower`: full
-#: adders in LUTs and two-operand carry chains) or ``"yosys"`` (each node one multi-operand
-#: sum, which Yosys maps to a carry-save tree of full adders and one carry chain).
-LOWERINGS = ("chains", "csa", "yosys")
+#: adders in LUTs and two-operand carry chains), ``"counters"`` (the same with 6:3 counters
+#: first, for six-input LUTs), ``"csa"`` (each node a carry-save tree of full adders and one
+#: chain) or ``"yosys"`` (each node one multi-operand sum, as Yosys maps it).
+LOWERINGS = ("chains", "csa", "yosys", "counters")
 
 #: Forms that read a sharing plan.
 SHARED_FORMS = ("kernels", "auto", "cse")
@@ -342,8 +349,10 @@ class HardwiredPlan(StagePlan):
         The plan's mode (``"exact"``, ``"similar:D"``, ``"approx:D"``), for the manifest.
     adders : str
         :data:`ADDER_FORMS`; default ``"auto"`` with a plan, ``"naive"`` without.
-    ranks : tuple of int
-        Pipeline register ranks, each after that many adder levels of the graph.
+    ranks : tuple of int or None
+        Pipeline register ranks, each after that many adder levels of the hardware graph.
+        ``None`` (default): a rank every :data:`RANK_EVERY` levels for the forms of
+        :data:`PIPELINED_FORMS`, none for the others.
     family : str
         Whose cost model chooses (``"ecp5"`` or ``"xc7"``).
     """
@@ -353,7 +362,7 @@ class HardwiredPlan(StagePlan):
     sharing: object = None
     sharing_mode: str | None = None
     adders: str | None = None
-    ranks: tuple = ()
+    ranks: tuple | None = None
     family: str = "ecp5"
     lowering: str = "chains"
     ripple_below: int = 5
@@ -382,6 +391,11 @@ class HardwiredPlan(StagePlan):
                              f"plan (bnnhw generate --share MODE)")
         check_choice("Cost model family", self.family, ("ecp5", "xc7"))
         check_choice("Lowering", self.lowering, LOWERINGS)
+        if self.ranks is None:
+            object.__setattr__(self, "ranks", ())
+            if adders in PIPELINED_FORMS:
+                depth = self.hardware_graph.max_depth
+                object.__setattr__(self, "ranks", tuple(range(RANK_EVERY, depth, RANK_EVERY)))
         ranks = tuple(check_int("Pipeline rank", r, 1) for r in self.ranks)
         if list(ranks) != sorted(set(ranks)):
             raise ValueError(f"Pipeline ranks must be increasing, not {list(ranks)}")
@@ -436,8 +450,8 @@ class HardwiredPlan(StagePlan):
         from .adder_cost import cost_model
         weight = np.asarray(self.effective_weight)
         graph = build_graph(weight, self.adders, self.sharing, cost_model(self.family))
-        if self.lowering == "chains":
-            hardware = lower(graph)
+        if self.lowering in ("chains", "counters"):
+            hardware = lower(graph, counters=self.lowering == "counters")
         elif self.lowering == "csa":
             hardware = AdderGraph(graph.inputs, graph.sums, graph.outputs,
                                   ["csa"] * len(graph.sums))
@@ -503,7 +517,7 @@ class HardwiredPlan(StagePlan):
         (by an earlier session, script not in the repo): on ECP5 adders of 4 or more result bits (smaller
         ones merge into their consumer, as Yosys maps adders of up to 4 bits to LUTs
         poorly), on xc7 every adder and full adder."""
-        if kind == "output" or self.lowering != "chains":
+        if kind in ("output", "c6") or self.lowering not in ("chains", "counters"):
             return True
         if self.family == "ecp5":
             return kind in ("add", "sum") and width >= 4

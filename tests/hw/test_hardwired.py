@@ -8,7 +8,7 @@ import pytest
 
 import bnnhw
 from bnnhw.examples import EXAMPLE_MODEL, digits_split
-from bnnhw.plan.hardwired import hardwired_plan
+from bnnhw.plan.hardwired import LOWERINGS, hardwired_plan
 from bnnhw.sharing import make_plan
 
 from support.hardwired import SIM_FORMS, UNSHARED_FORMS, Case, cnv_maps, cnv_slice_case, pack
@@ -51,6 +51,21 @@ def simulate(case, mode, form, count, ranks=(), p_gap=0.2, p_stall=0.3, seed=0):
 def test_example_conv1(example, form, mode, ranks):
     got, want, hp = simulate(example, mode, form, 24, ranks=ranks)
     compare_beats(got, want, "output pixel")
+
+
+@pytest.mark.parametrize("lowering", LOWERINGS)
+def test_lowerings(example, lowering):
+    """Every way of turning the graph into adders computes the golden model's outputs."""
+    plan = make_plan(example.net, "exact")
+    picked, vectors = example.vectors(16)
+    want = example.expected(picked)
+    for form, sharing in (("filters", None), ("kernels", plan)):
+        hp = hardwired_plan(example.net, "conv1", sharing=sharing, adders=form,
+                            lowering=lowering, ranks=(2,))
+        assert hp.reference(vectors) == want
+        got, _, _ = run_stream(hp.create(), pack(vectors), len(vectors), p_gap=0.2,
+                               p_stall=0.2)
+        compare_beats(got, want, f"{form}@{lowering} output pixel")
 
 
 def test_one_pixel_per_cycle(example):
