@@ -137,7 +137,8 @@ def measure(cnv, layer, kind, variant, family, timeout):
             r = asic.synthesize_stage(to_rtlil(hp.create(), "top"), asic.find_library(family),
                                       module="hardwired", cache_dir=CACHE / "osu018",
                                       timeout=timeout)
-            total = {k: r[k] for k in ("area_um2", "cell_count", "flip_flops")}
+            total = {k: r[k] for k in ("area_um2", "sequential_area_um2", "cell_count",
+                                       "flip_flops")}
             total["area_um2"] = round(total["area_um2"])
         else:
             r = resources.synthesize(hp.create(), family, timeout=timeout, cache_dir=CACHE)
