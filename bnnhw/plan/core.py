@@ -312,7 +312,8 @@ class CorePlan:
             hw = HardwiredPlan(layer=layer, threshold=block.threshold.layer,
                                clip=None if block.clip is None else block.clip.layer,
                                sharing=lp, sharing_mode=fold.get("sharing"),
-                               adders=fold.get("adders"))
+                               adders=fold.get("adders"),
+                               lowering=fold.get("lowering", "chains"))
         except (TypeError, ValueError) as e:
             raise _layer_error(block.name, e) from None
         add(block.name, hw, out_pixels, out_pixels, entry)

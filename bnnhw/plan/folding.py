@@ -23,7 +23,9 @@ Rules (checked by :func:`check_folding`, errors name the layer):
   layer fully unrolled with constant weights (:class:`bnnhw.plan.hardwired.HardwiredPlan`),
   all ``O`` outputs of a whole ``K``-bit window per cycle, so ``PE`` and ``SIMD`` are ``O``
   and ``K`` (they may be omitted, and are filled in); optional ``"adders"`` (a key of
-  :data:`bnnhw.plan.hardwired.ADDER_FORMS`) and ``"sharing"`` (a result-sharing mode,
+  :data:`bnnhw.plan.hardwired.ADDER_FORMS`), ``"lowering"`` (one of
+  :data:`bnnhw.plan.hardwired.LOWERINGS`, e.g. ``"counters"`` for six-input LUTs) and
+  ``"sharing"`` (a result-sharing mode,
   ``"exact"``, ``"similar:D"``, ``"approx:D"``; SPEC §9). Every hardwired layer that shares
   uses the same mode (one sharing plan per core).
 
@@ -113,7 +115,7 @@ def check_folding(net, folding):
             raise ModelError(f"layer {info.name!r}: folding must be {{'PE': int, 'SIMD': int}}, "
                              f"not {entry!r}")
         extra = sorted(set(entry) - {"PE", "SIMD", "order", "stage", "datapath", "adders",
-                                     "sharing"})
+                                     "lowering", "sharing"})
         if extra:
             raise ModelError(f"layer {info.name!r}: unknown folding key {extra[0]!r}")
         datapath = entry.get("datapath", "mvtu")
@@ -123,7 +125,7 @@ def check_folding(net, folding):
         if datapath == "hardwired":
             out[info.name] = _check_hardwired(net, info, entry)
             continue
-        for key in ("adders", "sharing"):
+        for key in ("adders", "lowering", "sharing"):
             if key in entry:
                 raise ModelError(f"layer {info.name!r}: folding key {key!r} is for "
                                  f"\"datapath\": \"hardwired\" layers")
@@ -202,6 +204,13 @@ def _check_hardwired(net, info, entry):
             raise ModelError(f"layer {info.name!r}: adder form must be one of "
                              f"{', '.join(repr(a) for a in ADDER_FORMS)}, not {adders!r}")
         vals["adders"] = adders
+    if "lowering" in entry:
+        from .hardwired import LOWERINGS
+        lowering = entry["lowering"]
+        if not isinstance(lowering, str) or lowering not in LOWERINGS:
+            raise ModelError(f"layer {info.name!r}: lowering must be one of "
+                             f"{', '.join(repr(a) for a in LOWERINGS)}, not {lowering!r}")
+        vals["lowering"] = lowering
     return vals
 
 

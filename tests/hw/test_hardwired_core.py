@@ -30,6 +30,7 @@ def folding(**conv1):
 
 
 @pytest.mark.parametrize("conv1", [{"adders": "auto", "sharing": "similar:1"},
+                                   {"adders": "filters", "lowering": "counters"},
                                    pytest.param({"adders": "naive"}, marks=pytest.mark.slow)])
 def test_core_with_hardwired_layer(net, conv1):
     plan = CorePlan(net, folding(**conv1))
@@ -42,6 +43,7 @@ def test_core_with_hardwired_layer(net, conv1):
     d = plan.describe()
     e = d["layers"][1]
     assert e["datapath"] == "hardwired" and e["adders"] == conv1["adders"]
+    assert e["hardwired"]["lowering"] == conv1.get("lowering", "chains")
     assert e["cycles_per_image"] == 9 * 64 and e["weight_bits"] == 0
     assert [s.name for s in plan.stages][4:7] == ["conv1.window", "conv1.vectors", "conv1"]
     assert d["sharing"] == (None if "sharing" not in conv1 else
@@ -58,6 +60,9 @@ def test_folding_errors(net):
     bad({"datapath": "hardwired", "PE": 4}, "PE must be 32 \\(or left out\\), not 4")
     bad({"datapath": "hardwired", "order": "chw"}, "key 'order' is for the MVTU")
     bad({"datapath": "hardwired", "adders": "fast"}, "adder form must be one of")
+    bad({"datapath": "hardwired", "lowering": "luts"},
+        "layer 'conv1': lowering must be one of 'chains'.*not 'luts'")
+    bad({"PE": 1, "SIMD": 16, "lowering": "chains"}, "is for \"datapath\": \"hardwired\"")
     bad({"datapath": "hardwired", "sharing": "similar:0"}, "layer 'conv1': sharing mode")
     bad({"datapath": "hardwired", "adders": "auto"}, "needs a sharing plan")
     bad({"PE": 1, "SIMD": 16, "adders": "auto"}, "is for \"datapath\": \"hardwired\"")
